@@ -1,0 +1,140 @@
+package wsgi
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// bodyReader gives wsgi.input the semantics of io.BytesIO over a body that
+// arrives from the network: read(n) returns n bytes unless the body ends
+// first, readline stops after "\n". It buffers only what an operation
+// needs, never the whole body unless the app asks for all of it, and never
+// allocates a size the app asked for before the bytes exist.
+type bodyReader struct {
+	src   io.Reader
+	buf   []byte // buf[start:] is read from src but not yet returned
+	start int
+	eof   bool
+	err   error // sticky: once the body failed, every read fails
+	left  int64 // declared bytes not yet read from src; -1 if unknown (chunked)
+}
+
+const (
+	minFill = 4 << 10
+	maxFill = 1 << 20
+)
+
+// read returns up to n bytes (all remaining when n < 0). The result
+// aliases the reader's buffer and is valid until the next call.
+func (b *bodyReader) read(n int64) ([]byte, error) {
+	if n == 0 {
+		return nil, b.err
+	}
+	for !b.eof && (n < 0 || int64(b.buffered()) < n) {
+		want := minFill
+		if n > 0 {
+			want = int(min(n-int64(b.buffered()), maxFill))
+		}
+		if err := b.fill(want); err != nil {
+			return nil, err
+		}
+	}
+	k := b.buffered()
+	if n >= 0 && int64(k) > n {
+		k = int(n)
+	}
+	return b.take(k), nil
+}
+
+// readline returns one line including its "\n", or fewer bytes when limit
+// (if >= 0) or the end of the body comes first.
+func (b *bodyReader) readline(limit int64) ([]byte, error) {
+	if limit == 0 {
+		return nil, b.err
+	}
+	scanned := 0
+	for {
+		avail := b.buf[b.start:]
+		if limit >= 0 && int64(len(avail)) > limit {
+			avail = avail[:limit]
+		}
+		if i := bytes.IndexByte(avail[scanned:], '\n'); i >= 0 {
+			return b.take(scanned + i + 1), nil
+		}
+		scanned = len(avail)
+		if b.eof || (limit >= 0 && int64(scanned) >= limit) {
+			return b.take(scanned), nil
+		}
+		if err := b.fill(minFill); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (b *bodyReader) buffered() int { return len(b.buf) - b.start }
+
+// take hands out the next k buffered bytes.
+func (b *bodyReader) take(k int) []byte {
+	p := b.buf[b.start : b.start+k]
+	b.start += k
+	return p
+}
+
+// fill reads at least one more byte from src into the buffer, or sets eof.
+func (b *bodyReader) fill(want int) error {
+	if b.err != nil {
+		return b.err
+	}
+	want = max(want, minFill)
+	if b.left >= 0 {
+		// Never make room for more than the client declared.
+		want = int(min(int64(want), max(b.left, 1)))
+	}
+	if b.start > 0 && b.start == len(b.buf) {
+		b.buf, b.start = b.buf[:0], 0
+	}
+	if cap(b.buf)-len(b.buf) < want {
+		// Move the unread bytes to the front of a buffer with room for
+		// want more.
+		unread := b.buffered()
+		nb := b.buf[:0]
+		if cap(b.buf) < unread+want || b.start == 0 {
+			nb = make([]byte, 0, max(unread+want, 2*cap(b.buf)))
+		}
+		nb = append(nb, b.buf[b.start:]...)
+		b.buf, b.start = nb, 0
+	}
+	for {
+		n, err := b.src.Read(b.buf[len(b.buf) : len(b.buf)+want])
+		b.buf = b.buf[:len(b.buf)+n]
+		if b.left >= 0 {
+			b.left -= int64(n)
+		}
+		if err == io.EOF {
+			b.eof = true
+			return nil
+		}
+		if err != nil {
+			b.err = bodyError(err)
+			return b.err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}
+
+// bodyError turns a failed body read into the message the app sees.
+func bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return fmt.Errorf("wsgi: request body larger than the %d-byte limit", tooBig.Limit)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("wsgi: client closed the connection before sending the whole body")
+	}
+	return fmt.Errorf("wsgi: reading request body: %v", err)
+}

@@ -1,0 +1,259 @@
+//go:build cgo
+
+package cpython
+
+/*
+#cgo CFLAGS: -O2 -Wall -Wno-unused-parameter
+#cgo LDFLAGS: -ldl
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	_ "embed"
+	"errors"
+	"runtime/cgo"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+//go:embed host.py
+var hostSource string
+
+// Available reports whether this build can run Python.
+const Available = true
+
+var (
+	initOnce sync.Once
+	initErr  error
+)
+
+// Initialize starts the process' interpreter on the first call, with
+// Python's signal handlers off and the GIL released; later calls return the
+// first call's result. keys are the environ keys that a packed environ
+// refers to by index.
+func Initialize(keys []string) error {
+	initOnce.Do(func() {
+		var packed []byte
+		for _, k := range keys {
+			packed = append(packed, k...)
+			packed = append(packed, 0)
+		}
+		program := C.CString(Executable())
+		defer C.free(unsafe.Pointer(program))
+		src := C.CString(hostSource)
+		defer C.free(unsafe.Pointer(src))
+		var e C.wsgi_error
+		if C.wsgi_initialize(program, src, (*C.char)(unsafe.Pointer(&packed[0])),
+			C.int64_t(len(packed)), C.int32_t(len(keys)), &e) != 0 {
+			initErr = errors.New("wsgi: starting python: " + takeError(&e).Error())
+		}
+	})
+	return initErr
+}
+
+// Version is the linked Python's version string (sys.version).
+func Version() string { return C.GoString(C.wsgi_version()) }
+
+// MinorVersion is the linked Python's "major.minor", as in "3.11".
+func MinorVersion() string {
+	v, _, _ := strings.Cut(Version(), " ")
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return v
+	}
+	return parts[0] + "." + parts[1]
+}
+
+// Executable is the interpreter binary of the linked libpython, which
+// becomes sys.executable, so that code starting sys.executable
+// (multiprocessing, subprocess helpers) runs the same Python. "" if it
+// cannot be found.
+func Executable() string { return C.GoString(C.wsgi_guess_executable()) }
+
+// Exception is a Python exception copied out of the interpreter.
+type Exception struct {
+	Type      string // qualified type name: "ValueError", "myapp.Oops"
+	Message   string // str(exception)
+	Traceback string // formatted as Python prints it
+}
+
+func (e *Exception) Error() string {
+	if e.Message == "" {
+		return e.Type
+	}
+	return e.Type + ": " + e.Message
+}
+
+func takeError(e *C.wsgi_error) *Exception {
+	x := &Exception{
+		Type:      C.GoString(e._type),
+		Message:   C.GoString(e.message),
+		Traceback: C.GoString(e.traceback),
+	}
+	C.wsgi_error_free(e)
+	return x
+}
+
+// App is a loaded WSGI callable.
+type App struct {
+	p *C.wsgi_app
+}
+
+// LoadApp imports module from dir and returns its callable. name tags the
+// app. sitePackages ("" for none) is added with site.addsitedir;
+// pythonPath entries go on sys.path after dir.
+func LoadApp(name, dir, module, callable, sitePackages string, pythonPath []string) (*App, error) {
+	strs := []string{name, dir, module, callable, sitePackages}
+	strs = append(strs, pythonPath...)
+	var packed []byte
+	for _, s := range strs {
+		if strings.IndexByte(s, 0) >= 0 {
+			return nil, errors.New("wsgi: NUL byte in app settings")
+		}
+		packed = append(packed, s...)
+		packed = append(packed, 0)
+	}
+	var e C.wsgi_error
+	p := C.wsgi_app_load((*C.char)(unsafe.Pointer(&packed[0])), C.int64_t(len(packed)),
+		C.int32_t(len(strs)), &e)
+	if p == nil {
+		return nil, takeError(&e)
+	}
+	return &App{p: p}, nil
+}
+
+// Free drops the app's Python references. No request may be running.
+func (a *App) Free() {
+	if a.p != nil {
+		C.wsgi_app_free(a.p)
+		a.p = nil
+	}
+}
+
+// StepKind says what one step of a request produced.
+type StepKind int
+
+// The step kinds; see shim.h.
+const (
+	Done  StepKind = C.WSGI_STEP_DONE
+	Chunk StepKind = C.WSGI_STEP_CHUNK
+	List  StepKind = C.WSGI_STEP_LIST
+	File  StepKind = C.WSGI_STEP_FILE
+	Error StepKind = C.WSGI_STEP_ERROR
+)
+
+// Step is the outcome of Start or Next.
+type Step struct {
+	Kind StepKind
+	// Data is a Chunk's bytes; it points into a Python object and is
+	// valid until the next call on the Call.
+	Data []byte
+	// Views are a List body's items, valid until Finish.
+	Views [][]byte
+	// Copied is how many body bytes Done copied into Start's buffer.
+	Copied int
+	// FD, Offset and Size describe a File: a descriptor the caller must
+	// close, the file object's position and the file's size.
+	FD     int
+	Offset int64
+	Size   int64
+	// Err is the app's exception (Error), or close()'s (Done).
+	Err *Exception
+}
+
+// Call is one request in progress. A Call's methods must run on one OS
+// thread from Start to the end (the caller pins the goroutine with
+// runtime.LockOSThread) so that all Python work of the request uses one
+// thread state.
+type Call struct {
+	req   *C.wsgi_req
+	step  C.wsgi_step
+	views [][]byte
+}
+
+// Live reports whether the request still needs Next or Finish.
+func (c *Call) Live() bool { return c.req != nil }
+
+// Start builds the environ from env (the packed format of environ.go),
+// calls the app with the request identified by handle (a cgo.Handle whose
+// value implements Request) and returns its first step. A list body that
+// fits buf is copied there and the request ends at once (Done).
+func (a *App) Start(c *Call, handle cgo.Handle, env []byte, buf []byte) Step {
+	var envp, bufp *C.char
+	if len(env) > 0 {
+		envp = (*C.char)(unsafe.Pointer(&env[0]))
+	}
+	if len(buf) > 0 {
+		bufp = (*C.char)(unsafe.Pointer(&buf[0]))
+	}
+	C.wsgi_req_start(a.p, C.uintptr_t(handle), envp, C.int64_t(len(env)), bufp,
+		C.int64_t(len(buf)), &c.req, &c.step)
+	return c.result()
+}
+
+// Next takes the next body chunk; at the end of the body the request is
+// closed and Next returns Done.
+func (c *Call) Next() Step {
+	C.wsgi_req_next(c.req, &c.step)
+	return c.result()
+}
+
+// Finish calls the body's close() and releases the request. It returns
+// close()'s exception, if any.
+func (c *Call) Finish() *Exception {
+	if c.req == nil {
+		return nil
+	}
+	var e C.wsgi_error
+	rc := C.wsgi_req_finish(c.req, &e)
+	c.req = nil
+	if rc != 0 {
+		return takeError(&e)
+	}
+	return nil
+}
+
+func (c *Call) result() Step {
+	s := &c.step
+	st := Step{Kind: StepKind(s.kind)}
+	switch st.Kind {
+	case Done:
+		c.req = nil
+		st.Copied = int(s.len)
+		if s.closed_err != 0 {
+			st.Err = takeError(&s.err)
+		}
+	case Chunk:
+		st.Data = unsafe.Slice((*byte)(unsafe.Pointer(s.data)), int(s.len))
+	case List:
+		iov := unsafe.Slice(s.iov, int(s.niov))
+		c.views = c.views[:0]
+		for _, v := range iov {
+			c.views = append(c.views, unsafe.Slice((*byte)(unsafe.Pointer(v.base)), int(v.len)))
+		}
+		st.Views = c.views
+	case File:
+		st.FD, st.Offset, st.Size = int(s.fd), int64(s.offset), int64(s.size)
+	case Error:
+		st.Err = takeError(&s.err)
+	}
+	return st
+}
+
+// Eval runs Python source in a fresh namespace and returns str(result),
+// where result is a variable the source may set. For tests and
+// diagnostics.
+func Eval(src string) (string, error) {
+	cs := C.CString(src)
+	defer C.free(unsafe.Pointer(cs))
+	var out *C.char
+	var e C.wsgi_error
+	if C.wsgi_eval(cs, &out, &e) != 0 {
+		return "", takeError(&e)
+	}
+	defer C.free(unsafe.Pointer(out))
+	return C.GoString(out), nil
+}

@@ -1,0 +1,11 @@
+//go:build cgo && py314
+
+package cpython
+
+// Python 3.14, for example a pyenv build: set PKG_CONFIG_PATH to its
+// lib/pkgconfig and add -Wl,-rpath to its lib directory (see the Makefile).
+
+/*
+#cgo pkg-config: python-3.14-embed
+*/
+import "C"

@@ -1,0 +1,121 @@
+"""The Python half of the host: loading apps and formatting errors.
+
+Run once at start-up as the module ``_wsgi_host``. Kept in Python because
+import machinery is clearer here than in C; nothing here runs per request.
+"""
+
+import importlib
+import importlib.util
+import itertools
+import os
+import site
+import sys
+import traceback
+
+_counter = itertools.count(1)
+
+
+class FileWrapper:
+    """wsgi.file_wrapper (PEP 3333).
+
+    Returned by an app, a wrapper over a regular file is sent by the Go host
+    with sendfile; any other file-like object is read in blocks.
+    """
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def format_exception(exc):
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _module_file(directory, module):
+    """The file that defines module under directory, or None."""
+    base = os.path.join(directory, *module.split("."))
+    for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _load_module(directory, module):
+    """Imports module from directory under a name of its own.
+
+    The file runs as a fresh module named after its position ("app" becomes
+    "__wsgi1_app", "pkg.app" becomes "pkg.__wsgi1_app"), so two apps whose
+    module is called "app" in different directories do not share
+    sys.modules["app"], while relative imports in a package still work.
+    """
+    path = _module_file(directory, module)
+    if path is None:
+        # Not a file under the app directory: an installed module.
+        return importlib.import_module(module)
+    parent, _, leaf = module.rpartition(".")
+    if parent:
+        importlib.import_module(parent)
+    unique = "__wsgi%d_%s" % (next(_counter), leaf)
+    if parent:
+        unique = parent + "." + unique
+    is_package = os.path.basename(path) == "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        unique,
+        path,
+        submodule_search_locations=[os.path.dirname(path)] if is_package else None,
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        sys.modules.pop(unique, None)
+        raise
+    return mod
+
+
+def load_app(name, directory, module, callable_name, site_packages, *python_path):
+    """Returns (app, base environ) for the Go host."""
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    for p in python_path:
+        if p not in sys.path:
+            sys.path.insert(sys.path.index(directory) + 1, p)
+    if site_packages:
+        site.addsitedir(site_packages)
+
+    mod = _load_module(directory, module)
+    app = mod
+    for attr in callable_name.split("."):
+        try:
+            app = getattr(app, attr)
+        except AttributeError:
+            raise AttributeError(
+                "module %r (%s) has no callable %r"
+                % (module, getattr(mod, "__file__", "?"), callable_name)
+            ) from None
+    if not callable(app):
+        raise TypeError("%s:%s is %s, not a callable" % (module, callable_name, type(app).__name__))
+
+    environ = {
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.url_scheme": "http",
+        "SCRIPT_NAME": "",
+    }
+    return app, environ

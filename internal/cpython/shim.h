@@ -1,0 +1,99 @@
+// The C half of package cpython: everything that touches the CPython C-API.
+//
+// Thread rules (see doc.go):
+//   * Every function here that runs Python takes the GIL on entry and drops
+//     it before returning, using a thread state cached per OS thread. A
+//     goroutine cannot change OS thread during one cgo call, so a single
+//     call needs no runtime.LockOSThread; a request that spans several calls
+//     is pinned by the Go caller so that it keeps one thread state.
+//   * While Go code runs from a callback (reading the body, writing to the
+//     client, logging) the GIL is released, except for the quick
+//     start_response validation.
+//   * Only integers (request handles) cross from Go into C and stay there.
+#ifndef WSGI_SHIM_H
+#define WSGI_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct wsgi_app wsgi_app;
+typedef struct wsgi_req wsgi_req;
+
+// A Python exception, as malloc'd UTF-8 strings; free with wsgi_error_free.
+typedef struct {
+    char *type;       // qualified type name, "ValueError" or "pkg.MyError"
+    char *message;    // str(exception)
+    char *traceback;  // the formatted traceback, as Python prints it
+} wsgi_error;
+
+void wsgi_error_free(wsgi_error *e);
+
+// What one step of a request produced.
+enum {
+    WSGI_STEP_DONE = 0,   // finished and closed; body (if any) copied to the caller's buffer
+    WSGI_STEP_CHUNK = 1,  // one body chunk in data/len; more may follow
+    WSGI_STEP_LIST = 2,   // a list/tuple body too big to copy: iov/niov
+    WSGI_STEP_FILE = 3,   // wsgi.file_wrapper over a regular file: fd (a dup, the caller closes it) from offset
+    WSGI_STEP_ERROR = 4,  // the app raised: err is set; call wsgi_req_finish
+};
+
+typedef struct {
+    const char *base;
+    int64_t len;
+} wsgi_iov;
+
+typedef struct {
+    int32_t kind;
+    int32_t closed_err;  // DONE only: 1 if close() raised (err is set)
+    const char *data;    // CHUNK: view into a bytes object, valid until the next call on the request
+    int64_t len;         // CHUNK: length; DONE: bytes copied into the caller's buffer
+    const wsgi_iov *iov; // LIST: views valid until wsgi_req_finish
+    int64_t niov;
+    int32_t fd;          // FILE
+    int64_t offset;      // FILE: where the file object stood (tell())
+    int64_t size;        // FILE: st_size
+    wsgi_error err;
+} wsgi_step;
+
+// Starts CPython once per process, with Python's signal handlers off, runs
+// the host helper module from host_src, interns the known environ keys and
+// releases the GIL. program may be NULL. Returns 0, or -1 with err set.
+int wsgi_initialize(const char *program, const char *host_src,
+                    const char *keys, int64_t keyslen, int32_t nkeys,
+                    wsgi_error *err);
+
+// The linked libpython's interpreter binary, guessed from where the library
+// was loaded from; "" if not found. Static storage.
+const char *wsgi_guess_executable(void);
+const char *wsgi_version(void);
+
+// Imports the app. strs holds NUL-terminated strings: name, dir, module,
+// callable, site-packages ("" if none), then the extra sys.path entries.
+wsgi_app *wsgi_app_load(const char *strs, int64_t strslen, int32_t nstrs,
+                        wsgi_error *err);
+void wsgi_app_free(wsgi_app *app);
+
+// Runs the app for one request: builds the environ from the packed buffer
+// (format in environ.go), calls the app and takes the first step of its
+// body. A list or tuple body that fits buf is copied there and the request
+// is finished at once (DONE, *reqp = NULL). Otherwise *reqp is a live
+// request that wsgi_req_next steps and wsgi_req_finish ends.
+void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env,
+                    int64_t envlen, char *buf, int64_t bufcap,
+                    wsgi_req **reqp, wsgi_step *step);
+
+// Takes the next body chunk. On exhaustion the request is finished (DONE,
+// the request is freed).
+void wsgi_req_next(wsgi_req *req, wsgi_step *step);
+
+// Calls the body's close() (once), marks the request's Python objects dead
+// so that kept references raise, and frees the request. Returns 0, or -1
+// with err set when close() raised.
+int wsgi_req_finish(wsgi_req *req, wsgi_error *err);
+
+// Runs a few lines of Python in __main__ under the GIL (tests and the
+// command's diagnostics). Returns the str() of the value of the last
+// expression via out (malloc'd) or -1 with err set.
+int wsgi_eval(const char *src, char **out, wsgi_error *err);
+
+#endif

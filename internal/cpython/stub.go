@@ -1,0 +1,104 @@
+//go:build !cgo
+
+package cpython
+
+import (
+	"errors"
+	"runtime/cgo"
+)
+
+// Available reports whether this build can run Python.
+const Available = false
+
+var errNoCgo = errors.New("wsgi: built without cgo: rebuild with CGO_ENABLED=1 and python3-dev installed")
+
+// Request is the Go side of one request; see the cgo build.
+type Request interface {
+	StartResponse(packed string, nheaders int, hasExcInfo bool) (code int, msg string)
+	Write(p []byte) error
+	Read(op int, n int64) (int64, error)
+	Take(dst []byte) int
+	LogErrors(text []byte)
+}
+
+// The constants of the cgo build.
+const (
+	StartResponseOK      = 0
+	StartResponseReraise = 1
+	StartResponseState   = 2
+	StartResponseInvalid = 3
+	ReadOp               = 0
+	ReadLineOp           = 1
+)
+
+// Initialize always fails without cgo.
+func Initialize(keys []string) error { return errNoCgo }
+
+// Version is empty without cgo.
+func Version() string { return "" }
+
+// MinorVersion is empty without cgo.
+func MinorVersion() string { return "" }
+
+// Executable is empty without cgo.
+func Executable() string { return "" }
+
+// Exception is a Python exception.
+type Exception struct{ Type, Message, Traceback string }
+
+func (e *Exception) Error() string { return e.Type + ": " + e.Message }
+
+// App is never loaded without cgo.
+type App struct{}
+
+// LoadApp always fails without cgo.
+func LoadApp(name, dir, module, callable, sitePackages string, pythonPath []string) (*App, error) {
+	return nil, errNoCgo
+}
+
+// Free does nothing.
+func (a *App) Free() {}
+
+// StepKind says what one step of a request produced.
+type StepKind int
+
+// The step kinds.
+const (
+	Done StepKind = iota
+	Chunk
+	List
+	File
+	Error
+)
+
+// Step is the outcome of Start or Next.
+type Step struct {
+	Kind   StepKind
+	Data   []byte
+	Views  [][]byte
+	Copied int
+	FD     int
+	Offset int64
+	Size   int64
+	Err    *Exception
+}
+
+// Call is one request in progress.
+type Call struct{}
+
+// Live is always false without cgo.
+func (c *Call) Live() bool { return false }
+
+// Start fails without cgo.
+func (a *App) Start(c *Call, handle cgo.Handle, env []byte, buf []byte) Step {
+	return Step{Kind: Error, Err: &Exception{Type: "RuntimeError", Message: errNoCgo.Error()}}
+}
+
+// Next fails without cgo.
+func (c *Call) Next() Step { return Step{Kind: Done} }
+
+// Finish does nothing without cgo.
+func (c *Call) Finish() *Exception { return nil }
+
+// Eval fails without cgo.
+func Eval(src string) (string, error) { return "", errNoCgo }

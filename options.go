@@ -1,0 +1,254 @@
+package wsgi
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Options configures a Handler. The zero value of each field has a
+// documented default; only the app (App, or Module) is required.
+type Options struct {
+	// Name tags the app in log records. If empty, "module:callable".
+	Name string
+
+	// Dir is the app directory. It is put first on sys.path and the
+	// module is looked up in it. If empty, the current directory.
+	Dir string
+
+	// Module is the module that holds the app, as a file name without
+	// ".py" relative to Dir; dotted names ("mysite.wsgi") name a module
+	// inside a package under Dir. Required unless App is set.
+	Module string
+
+	// Callable is the name of the WSGI callable in Module.
+	// If empty, "application".
+	Callable string
+
+	// App is a shorthand for Module and Callable: "module:callable", or
+	// just "module". It may not be combined with Module or Callable.
+	App string
+
+	// Prefix is the URL path the app is mounted at ("/shop"). It becomes
+	// SCRIPT_NAME; requests outside it get 404. If empty, the app is
+	// mounted at the root (or at whatever http.StripPrefix removed).
+	Prefix string
+
+	// Threads is how many requests may run Python at once; the rest
+	// queue. Apps that block on I/O (databases, HTTP calls) want more.
+	// If zero, 8.
+	Threads int
+
+	// QueueTimeout is how long a request may wait for one of the Threads
+	// before it is answered 503 with Retry-After. If zero, 30 seconds.
+	QueueTimeout time.Duration
+
+	// PythonPath lists directories added to sys.path after Dir.
+	// If nil, none.
+	PythonPath []string
+
+	// Virtualenv is a virtual environment directory whose site-packages
+	// (with its .pth files) is added to sys.path. It must have been
+	// created for the Python version this binary links. If empty, none.
+	Virtualenv string
+
+	// Env holds extra environ keys added to every request (after the
+	// CGI and HTTP_* keys; context values from WithEnviron come last).
+	// Keys starting with "wsgi." are refused. If nil, none.
+	Env map[string]string
+
+	// Logger receives the app's wsgi.errors output, its uncaught
+	// exceptions and the handler's own messages. If nil, slog.Default().
+	Logger *slog.Logger
+
+	// Debug puts the Python traceback in the body of 500 responses.
+	// Never turn it on where strangers can reach the app. If false, the
+	// body is a plain "500 Internal Server Error".
+	Debug bool
+
+	// MaxBodyBytes caps the request body. A declared Content-Length above
+	// it gets 413 before the app runs; a chunked body that grows past it
+	// makes wsgi.input.read raise. If zero, there is no limit.
+	MaxBodyBytes int64
+}
+
+// Default values used when an Options field is zero.
+const (
+	defaultCallable     = "application"
+	defaultThreads      = 8
+	defaultQueueTimeout = 30 * time.Second
+)
+
+// config is Options after defaults and validation.
+type config struct {
+	name         string
+	dir          string // absolute
+	module       string
+	callable     string
+	prefix       string // "" or "/x" without a trailing slash
+	threads      int
+	queueTimeout time.Duration
+	pythonPath   []string // absolute
+	sitePackages string   // absolute, "" if no virtualenv
+	env          map[string]string
+	logger       *slog.Logger
+	debug        bool
+	maxBodyBytes int64
+}
+
+// resolve validates o and fills in defaults. It touches the file system
+// (to make paths absolute and check that they exist) but not Python.
+func (o Options) resolve(pythonVersion string) (*config, error) {
+	c := &config{
+		module:       o.Module,
+		callable:     o.Callable,
+		threads:      o.Threads,
+		queueTimeout: o.QueueTimeout,
+		logger:       o.Logger,
+		debug:        o.Debug,
+		maxBodyBytes: o.MaxBodyBytes,
+	}
+	if o.App != "" {
+		if o.Module != "" || o.Callable != "" {
+			return nil, errors.New("wsgi: App may not be combined with Module or Callable")
+		}
+		mod, call, found := strings.Cut(o.App, ":")
+		if found && call == "" {
+			return nil, fmt.Errorf("wsgi: App %q: empty callable after ':'", o.App)
+		}
+		c.module, c.callable = mod, call
+	}
+	if c.module == "" {
+		return nil, errors.New("wsgi: no app: set App or Module")
+	}
+	if !isDottedName(c.module) {
+		return nil, fmt.Errorf("wsgi: module %q is not a Python module name (write it without .py; use dots for packages)", c.module)
+	}
+	if c.callable == "" {
+		c.callable = defaultCallable
+	}
+	if !isDottedName(c.callable) {
+		return nil, fmt.Errorf("wsgi: callable %q is not a Python name", c.callable)
+	}
+	c.name = o.Name
+	if c.name == "" {
+		c.name = c.module + ":" + c.callable
+	}
+
+	dir := o.Dir
+	if dir == "" {
+		dir = "."
+	}
+	var err error
+	if c.dir, err = existingDir(dir, "Dir"); err != nil {
+		return nil, err
+	}
+	for _, p := range o.PythonPath {
+		abs, err := existingDir(p, "PythonPath")
+		if err != nil {
+			return nil, err
+		}
+		c.pythonPath = append(c.pythonPath, abs)
+	}
+	if o.Virtualenv != "" {
+		venv, err := existingDir(o.Virtualenv, "Virtualenv")
+		if err != nil {
+			return nil, err
+		}
+		sp := filepath.Join(venv, "lib", "python"+pythonVersion, "site-packages")
+		if _, err := existingDir(sp, "Virtualenv"); err != nil {
+			return nil, fmt.Errorf("wsgi: Virtualenv %s has no site-packages for Python %s (%s)", venv, pythonVersion, sp)
+		}
+		c.sitePackages = sp
+	}
+
+	if c.prefix, err = cleanPrefix(o.Prefix); err != nil {
+		return nil, err
+	}
+	if c.threads < 0 {
+		return nil, fmt.Errorf("wsgi: Threads %d is negative", c.threads)
+	}
+	if c.threads == 0 {
+		c.threads = defaultThreads
+	}
+	if c.queueTimeout < 0 {
+		return nil, fmt.Errorf("wsgi: QueueTimeout %v is negative", c.queueTimeout)
+	}
+	if c.queueTimeout == 0 {
+		c.queueTimeout = defaultQueueTimeout
+	}
+	if c.maxBodyBytes < 0 {
+		return nil, fmt.Errorf("wsgi: MaxBodyBytes %d is negative", c.maxBodyBytes)
+	}
+	for k := range o.Env {
+		if strings.HasPrefix(k, "wsgi.") || k == "" {
+			return nil, fmt.Errorf("wsgi: Env key %q is reserved", k)
+		}
+	}
+	c.env = o.Env
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	c.logger = c.logger.With("app", c.name)
+	return c, nil
+}
+
+// cleanPrefix turns "/shop/" into "/shop" and "/" into "".
+func cleanPrefix(p string) (string, error) {
+	if p == "" || p == "/" {
+		return "", nil
+	}
+	if !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("wsgi: Prefix %q must start with /", p)
+	}
+	p = strings.TrimRight(p, "/")
+	if strings.Contains(p, "//") || strings.ContainsAny(p, "?#%\x00") {
+		return "", fmt.Errorf("wsgi: Prefix %q must be a plain path", p)
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return "", fmt.Errorf("wsgi: Prefix %q must not contain . or .. segments", p)
+		}
+	}
+	return p, nil
+}
+
+func existingDir(p, field string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("wsgi: %s %q: %w", field, p, err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("wsgi: %s: %w", field, err)
+	}
+	if !st.IsDir() {
+		return "", fmt.Errorf("wsgi: %s %s is not a directory", field, abs)
+	}
+	return abs, nil
+}
+
+// isDottedName reports whether s is a Python identifier or several joined
+// by dots ("pkg.mod").
+func isDottedName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, part := range strings.Split(s, ".") {
+		if part == "" {
+			return false
+		}
+		for i, r := range part {
+			ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') ||
+				(i > 0 && r >= '0' && r <= '9') || r > 0x7f
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}

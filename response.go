@@ -1,0 +1,394 @@
+package wsgi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/gowsgi/wsgi/internal/cpython"
+)
+
+// exchange is one request on its way through the app. The C layer calls
+// its cpython.Request methods while the app runs; ServeHTTP drives the
+// body steps. Everything runs on the request's goroutine.
+type exchange struct {
+	h    *Handler
+	w    http.ResponseWriter
+	r    *http.Request
+	ctrl *http.ResponseController // made on first flush
+
+	head    responseHead
+	started bool  // start_response accepted
+	sent    bool  // status and headers written to w
+	noBody  bool  // HEAD, 204 or 304: body bytes are dropped
+	written int64 // body bytes written to w
+	cut     bool  // excess over Content-Length was dropped (logged once)
+	werr    error // writing to the client failed: the client is gone
+
+	body    bodyReader
+	pending []byte // a wsgi.input result waiting for Take
+	errLine []byte // wsgi.errors text not yet ended by "\n"
+}
+
+// stateError is an error raised in the app as RuntimeError: a call made
+// at the wrong time rather than with a wrong value.
+type stateError string
+
+func (e stateError) Error() string { return string(e) }
+func (stateError) StateError()     {}
+
+var errClientGone = errors.New("wsgi: client disconnected")
+
+// StartResponse implements start_response (PEP 3333).
+func (x *exchange) StartResponse(packed string, nheaders int, hasExcInfo bool) (int, string) {
+	if x.started && !hasExcInfo {
+		return cpython.StartResponseState, "wsgi: start_response called a second time without exc_info"
+	}
+	if hasExcInfo && x.sent {
+		return cpython.StartResponseReraise, ""
+	}
+	fields := make([]string, 0, 1+2*nheaders)
+	for len(packed) >= 4 {
+		n := int(uint32(packed[0]) | uint32(packed[1])<<8 | uint32(packed[2])<<16 | uint32(packed[3])<<24)
+		if n > len(packed)-4 {
+			break
+		}
+		fields = append(fields, packed[4:4+n])
+		packed = packed[4+n:]
+	}
+	if len(fields) != 1+2*nheaders || packed != "" {
+		return cpython.StartResponseInvalid, "wsgi: malformed start_response arguments"
+	}
+	head, err := parseResponseHead(fields[0], fields[1:])
+	if err != nil {
+		return cpython.StartResponseInvalid, err.Error()
+	}
+	x.head, x.started = head, true
+	return cpython.StartResponseOK, ""
+}
+
+// Write implements the write() callable that start_response returns.
+func (x *exchange) Write(p []byte) error {
+	if !x.started {
+		return stateError("wsgi: write() called before start_response")
+	}
+	return x.writeBody(p, true)
+}
+
+// Read implements wsgi.input's operations.
+func (x *exchange) Read(op int, n int64) (int64, error) {
+	var p []byte
+	var err error
+	if op == cpython.ReadLineOp {
+		p, err = x.body.readline(n)
+	} else {
+		p, err = x.body.read(n)
+	}
+	x.pending = p
+	return int64(len(p)), err
+}
+
+// Take implements the copy-out half of a wsgi.input operation.
+func (x *exchange) Take(dst []byte) int {
+	n := copy(dst, x.pending)
+	clear(dst[n:])
+	x.pending = nil
+	return n
+}
+
+// LogErrors implements wsgi.errors: one log record per line.
+func (x *exchange) LogErrors(text []byte) {
+	x.errLine = append(x.errLine, text...)
+	for {
+		i := bytes.IndexByte(x.errLine, '\n')
+		if i < 0 {
+			break
+		}
+		x.logAppLine(x.errLine[:i])
+		x.errLine = x.errLine[i+1:]
+	}
+	if len(x.errLine) == 0 {
+		x.errLine = nil
+	}
+}
+
+func (x *exchange) flushErrors() {
+	if len(x.errLine) > 0 {
+		x.logAppLine(x.errLine)
+		x.errLine = nil
+	}
+}
+
+func (x *exchange) logAppLine(line []byte) {
+	x.h.cfg.logger.LogAttrs(context.Background(), slog.LevelInfo, string(bytes.TrimRight(line, "\r")),
+		slog.String("stream", "wsgi.errors"))
+}
+
+// writeBody sends body bytes, sending the head first. It drops what goes
+// past the app's Content-Length and everything for HEAD, 204 and 304.
+func (x *exchange) writeBody(p []byte, flush bool) error {
+	if x.werr != nil {
+		return errClientGone
+	}
+	if len(p) == 0 {
+		return nil // an empty chunk sends nothing, not even the headers
+	}
+	if !x.sent {
+		x.sendHead()
+	}
+	if x.noBody {
+		return nil
+	}
+	if cl := x.head.contentLength; cl >= 0 {
+		if left := cl - x.written; int64(len(p)) > left {
+			p = p[:left]
+			if !x.cut {
+				x.cut = true
+				x.h.cfg.logger.Warn("wsgi: app sent more than its Content-Length; the excess was dropped",
+					"content_length", cl, "path", x.r.URL.Path)
+			}
+		}
+		flush = flush && x.written+int64(len(p)) < cl
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	n, err := x.w.Write(p)
+	x.written += int64(n)
+	if err == nil && flush {
+		err = x.flush()
+	}
+	if err != nil {
+		x.werr = err
+		return errClientGone
+	}
+	return nil
+}
+
+func (x *exchange) flush() error {
+	if x.ctrl == nil {
+		x.ctrl = http.NewResponseController(x.w)
+	}
+	err := x.ctrl.Flush()
+	if errors.Is(err, http.ErrNotSupported) {
+		return nil
+	}
+	return err
+}
+
+// sendHead writes the validated status and headers.
+func (x *exchange) sendHead() {
+	x.sent = true
+	hdr := x.w.Header()
+	for k, v := range x.head.header {
+		hdr[k] = v
+	}
+	if _, ok := x.head.header["Content-Type"]; !ok {
+		hdr["Content-Type"] = nil // a nil entry stops net/http from sniffing one
+	}
+	st := x.head.status
+	x.noBody = x.r.Method == http.MethodHead || st == http.StatusNoContent || st == http.StatusNotModified
+	if x.r.ContentLength != 0 && !x.body.eof {
+		// Let the app go on reading the body after the response started
+		// (HTTP/1 would otherwise discard the rest of it).
+		if x.ctrl == nil {
+			x.ctrl = http.NewResponseController(x.w)
+		}
+		_ = x.ctrl.EnableFullDuplex()
+	}
+	x.w.WriteHeader(st)
+}
+
+// setLengthIfUnset declares a Content-Length for a body known in full
+// before anything was sent, so the connection can be kept alive.
+func (x *exchange) setLengthIfUnset(n int64) {
+	st := x.head.status
+	if x.sent || x.head.contentLength >= 0 || st == http.StatusNoContent || st == http.StatusNotModified {
+		return
+	}
+	x.head.contentLength = n
+	x.head.header["Content-Length"] = []string{strconv.FormatInt(n, 10)}
+}
+
+// errNoStart is reported when the body ends or starts before the app
+// called start_response.
+var errNoStart = errors.New("wsgi: the app returned a body without calling start_response")
+
+// serve drives the app's body from its first step to the end. It returns
+// true when the connection must be aborted because the response cannot
+// be completed correctly.
+func (x *exchange) serve(call *cpython.Call, st cpython.Step, buf []byte) (abort bool) {
+	for {
+		switch st.Kind {
+		case cpython.Error:
+			x.finish(call)
+			return x.fail(newPythonError(st.Err))
+		case cpython.Done:
+			if st.Err != nil {
+				x.logCloseError(st.Err)
+			}
+			return x.complete(buf[:st.Copied])
+		case cpython.List:
+			return x.serveList(call, st.Views)
+		case cpython.File:
+			return x.serveFile(call, st)
+		case cpython.Chunk:
+			if len(st.Data) > 0 {
+				if !x.started {
+					x.finish(call)
+					return x.fail(errNoStart)
+				}
+				err := x.writeBody(st.Data, true)
+				if err != nil || x.noBody || x.lengthReached() {
+					x.finish(call)
+					return x.checkLength()
+				}
+			}
+			if x.r.Context().Err() != nil {
+				x.werr = errClientGone
+				x.finish(call)
+				return false
+			}
+			st = call.Next()
+		default:
+			x.finish(call)
+			return x.fail(fmt.Errorf("wsgi: internal error: unknown step %d", st.Kind))
+		}
+	}
+}
+
+func (x *exchange) lengthReached() bool {
+	return x.head.contentLength >= 0 && x.written >= x.head.contentLength
+}
+
+// complete sends the last of the body (everything, when nothing was sent
+// yet) and checks the response is whole.
+func (x *exchange) complete(final []byte) bool {
+	if !x.started {
+		return x.fail(errNoStart)
+	}
+	x.setLengthIfUnset(int64(len(final)))
+	if len(final) > 0 {
+		_ = x.writeBody(final, false)
+	} else if !x.sent {
+		x.sendHead()
+	}
+	return x.checkLength()
+}
+
+func (x *exchange) serveList(call *cpython.Call, views [][]byte) bool {
+	if !x.started {
+		x.finish(call)
+		return x.fail(errNoStart)
+	}
+	var total int64
+	for _, v := range views {
+		total += int64(len(v))
+	}
+	x.setLengthIfUnset(total)
+	for _, v := range views {
+		if x.writeBody(v, false) != nil || x.noBody {
+			break
+		}
+	}
+	if !x.sent {
+		x.sendHead()
+	}
+	x.finish(call)
+	return x.checkLength()
+}
+
+// serveFile sends a wsgi.file_wrapper's regular file with io.Copy, which
+// net/http turns into sendfile(2).
+func (x *exchange) serveFile(call *cpython.Call, st cpython.Step) bool {
+	f := os.NewFile(uintptr(st.FD), "wsgi.file_wrapper")
+	defer f.Close()
+	if !x.started {
+		x.finish(call)
+		return x.fail(errNoStart)
+	}
+	remaining := max(st.Size-st.Offset, 0)
+	x.setLengthIfUnset(remaining)
+	n := remaining
+	if cl := x.head.contentLength; cl >= 0 && cl < n {
+		n = cl
+	}
+	if !x.sent {
+		x.sendHead()
+	}
+	if !x.noBody && n > 0 {
+		if _, err := f.Seek(st.Offset, io.SeekStart); err != nil {
+			x.finish(call)
+			x.h.cfg.logger.Error("wsgi: seeking wsgi.file_wrapper file", "error", err)
+			return true
+		}
+		copied, err := io.Copy(x.w, io.LimitReader(f, n))
+		x.written += copied
+		if err != nil {
+			x.werr = err
+		}
+	}
+	x.finish(call)
+	return x.checkLength()
+}
+
+// checkLength reports a body shorter than the app's Content-Length: the
+// connection is aborted so the client cannot mistake it for the whole.
+func (x *exchange) checkLength() bool {
+	cl := x.head.contentLength
+	if x.noBody || cl < 0 || x.written >= cl {
+		return false
+	}
+	if x.werr != nil {
+		return true // the client is gone; nothing to report to it
+	}
+	x.h.cfg.logger.Error("wsgi: app sent less than its Content-Length; closing the connection",
+		"content_length", cl, "sent", x.written, "path", x.r.URL.Path)
+	return true
+}
+
+// finish calls the body's close() if the request is still live.
+func (x *exchange) finish(call *cpython.Call) {
+	if call.Live() {
+		if e := call.Finish(); e != nil {
+			x.logCloseError(e)
+		}
+	}
+}
+
+func (x *exchange) logCloseError(e *cpython.Exception) {
+	pe := newPythonError(e)
+	x.h.cfg.logger.Error("wsgi: the app's close() raised an exception",
+		"error", pe.Error(), "traceback", pe.Traceback, "path", x.r.URL.Path)
+}
+
+// fail reports an error from the app. Before the head was sent the client
+// gets a 500; after, the connection must be aborted.
+func (x *exchange) fail(err error) (abort bool) {
+	attrs := []any{"error", err.Error(), "method", x.r.Method, "path", x.r.URL.Path}
+	var pe *PythonError
+	if errors.As(err, &pe) {
+		attrs = append(attrs, "traceback", pe.Traceback)
+	}
+	switch {
+	case x.werr != nil:
+		x.h.cfg.logger.Info("wsgi: client disconnected; the app stopped with an error", attrs...)
+	case x.sent:
+		x.h.cfg.logger.Error("wsgi: app failed after the response started; aborting the connection", attrs...)
+	default:
+		x.h.cfg.logger.Error("wsgi: app failed", attrs...)
+	}
+	if x.sent {
+		return true
+	}
+	if x.werr == nil {
+		x.h.internalError(x.w, err)
+	}
+	return false
+}

@@ -1,0 +1,199 @@
+package wsgi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"runtime"
+	"runtime/cgo"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gowsgi/wsgi/internal/cpython"
+)
+
+// Handler serves one WSGI app. It is an http.Handler; Close releases it.
+type Handler struct {
+	cfg   *config
+	app   *cpython.App
+	slots chan struct{} // one token per request allowed to run Python
+
+	mu       sync.Mutex
+	closed   bool
+	inflight sync.WaitGroup
+
+	envs sync.Pool // *environ
+	bufs sync.Pool // *[]byte, for list bodies copied out of Python
+}
+
+// bodyBufSize is the largest list body copied out of Python in the same
+// call that ran the app; bigger ones are written from Python's memory.
+const bodyBufSize = 32 << 10
+
+// New starts the interpreter if this is the first Handler of the process,
+// imports the app and returns a Handler for it. An app that fails to
+// import is reported with its *PythonError (use errors.As, and %+v for the
+// traceback).
+func New(opts Options) (*Handler, error) {
+	if err := startInterpreter(); err != nil {
+		return nil, err
+	}
+	cfg, err := opts.resolve(cpython.MinorVersion())
+	if err != nil {
+		return nil, err
+	}
+	app, err := cpython.LoadApp(cfg.name, cfg.dir, cfg.module, cfg.callable, cfg.sitePackages, cfg.pythonPath)
+	if err != nil {
+		if e, ok := err.(*cpython.Exception); ok {
+			err = newPythonError(e)
+		}
+		return nil, fmt.Errorf("wsgi: loading %s from %s: %w", cfg.module+":"+cfg.callable, cfg.dir, err)
+	}
+	h := &Handler{cfg: cfg, app: app, slots: make(chan struct{}, cfg.threads)}
+	h.envs.New = func() any { return new(environ) }
+	h.bufs.New = func() any { b := make([]byte, bodyBufSize); return &b }
+	return h, nil
+}
+
+// Close stops the handler: new requests get 503, requests in flight
+// finish, then the app's Python objects are released. The interpreter
+// stays up for other Handlers. Close is idempotent.
+func (h *Handler) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	h.mu.Unlock()
+	h.inflight.Wait()
+	h.app.Free()
+	return nil
+}
+
+// begin registers a request unless the handler is closed.
+func (h *Handler) begin() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.inflight.Add(1)
+	return true
+}
+
+// ServeHTTP runs the app for one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.begin() {
+		unavailable(w, "wsgi: the app is shutting down")
+		return
+	}
+	defer h.inflight.Done()
+
+	if max := h.cfg.maxBodyBytes; max > 0 {
+		if r.ContentLength > max {
+			plainError(w, http.StatusRequestEntityTooLarge, "request body too large")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+	}
+
+	env := h.envs.Get().(*environ)
+	defer h.envs.Put(env)
+	env.reset()
+	if status, reason := buildEnviron(env, r, h.cfg.prefix, h.cfg.env); status != 0 {
+		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
+		plainError(w, status, http.StatusText(status))
+		return
+	}
+
+	if !h.acquire(r.Context()) {
+		if r.Context().Err() == nil {
+			h.cfg.logger.Warn("wsgi: no python thread free in time; answering 503",
+				"queue_timeout", h.cfg.queueTimeout, "threads", h.cfg.threads)
+			unavailable(w, "wsgi: server busy")
+		}
+		return
+	}
+	abort := h.run(w, r, env.bytes())
+	<-h.slots
+	if abort {
+		// Tell net/http to drop the connection so the client sees the
+		// response is incomplete (no clean end of a chunked body).
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// acquire takes a Python slot, waiting at most the queue timeout.
+func (h *Handler) acquire(ctx context.Context) bool {
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(h.cfg.queueTimeout)
+	defer t.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// run calls the app and streams its response. It reports whether the
+// connection must be aborted.
+func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte) (abort bool) {
+	x := &exchange{h: h, w: w, r: r}
+	x.body.src = r.Body
+	x.body.left = r.ContentLength
+	handle := cgo.NewHandle(cpython.Request(x))
+	bufp := h.bufs.Get().(*[]byte)
+
+	// Every Python step of this request must use the same thread state.
+	runtime.LockOSThread()
+	var call cpython.Call
+	defer func() {
+		x.finish(&call) // after a panic in our own code, still close() the body
+		runtime.UnlockOSThread()
+		handle.Delete()
+		h.bufs.Put(bufp)
+		x.flushErrors()
+	}()
+	st := h.app.Start(&call, handle, env, *bufp)
+	return x.serve(&call, st, *bufp)
+}
+
+// internalError answers 500, with the traceback when Debug is on.
+func (h *Handler) internalError(w http.ResponseWriter, err error) {
+	body := "500 Internal Server Error\n"
+	if h.cfg.debug {
+		if pe, ok := err.(*PythonError); ok && pe.Traceback != "" {
+			body += "\n" + pe.Traceback
+		} else {
+			body += "\n" + err.Error() + "\n"
+		}
+	}
+	plainError(w, http.StatusInternalServerError, body)
+}
+
+func unavailable(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", "1")
+	plainError(w, http.StatusServiceUnavailable, msg)
+}
+
+// plainError writes a text/plain response with a fixed length.
+func plainError(w http.ResponseWriter, status int, body string) {
+	if len(body) == 0 || body[len(body)-1] != '\n' {
+		body += "\n"
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/plain; charset=utf-8")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
