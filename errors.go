@@ -37,3 +37,22 @@ func (e *PythonError) Format(f fmt.State, verb rune) {
 	}
 	_, _ = io.WriteString(f, e.Error())
 }
+
+// contextError adds what the handler was doing to an error while keeping
+// %+v (the Python traceback) and errors.As working.
+type contextError struct {
+	msg string
+	err error
+}
+
+func (e *contextError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *contextError) Unwrap() error { return e.err }
+
+// Format implements fmt.Formatter: %+v adds the wrapped error's detail.
+func (e *contextError) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('+') {
+		_, _ = fmt.Fprintf(f, "%s:\n%+v", e.msg, e.err)
+		return
+	}
+	_, _ = io.WriteString(f, e.Error())
+}

@@ -48,7 +48,7 @@ func New(opts Options) (*Handler, error) {
 		if e, ok := err.(*cpython.Exception); ok {
 			err = newPythonError(e)
 		}
-		return nil, fmt.Errorf("wsgi: loading %s from %s: %w", cfg.module+":"+cfg.callable, cfg.dir, err)
+		return nil, &contextError{fmt.Sprintf("wsgi: loading %s:%s from %s", cfg.module, cfg.callable, cfg.dir), err}
 	}
 	h := &Handler{cfg: cfg, app: app, slots: make(chan struct{}, cfg.threads)}
 	h.envs.New = func() any { return new(environ) }

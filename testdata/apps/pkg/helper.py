@@ -1,0 +1,1 @@
+WORD = "pkg helper"

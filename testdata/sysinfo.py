@@ -1,0 +1,14 @@
+import json
+import sys
+import threading
+
+
+def application(environ, start_response):
+    info = {
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+        "version": "%d.%d" % sys.version_info[:2],
+        "thread": threading.current_thread().name,
+    }
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(info).encode()]
