@@ -1,0 +1,3 @@
+# Deliberately broken: the command must refuse to start.
+def application(environ, start_response)
+    return []
