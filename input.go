@@ -20,6 +20,8 @@ type bodyReader struct {
 	eof   bool
 	err   error // sticky: once the body failed, every read fails
 	left  int64 // declared bytes not yet read from src; -1 if unknown (chunked)
+
+	touched bool // src was read at least once
 }
 
 const (
@@ -107,6 +109,7 @@ func (b *bodyReader) fill(want int) error {
 		nb = append(nb, b.buf[b.start:]...)
 		b.buf, b.start = nb, 0
 	}
+	b.touched = true
 	for {
 		n, err := b.src.Read(b.buf[len(b.buf) : len(b.buf)+want])
 		b.buf = b.buf[:len(b.buf)+n]

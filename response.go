@@ -30,10 +30,28 @@ type exchange struct {
 	written int64 // body bytes written to w
 	cut     bool  // excess over Content-Length was dropped (logged once)
 	werr    error // writing to the client failed: the client is gone
+	duplex  bool  // full duplex enabled: the app may read after writing
 
 	body    bodyReader
 	pending []byte // a wsgi.input result waiting for Take
 	errLine []byte // wsgi.errors text not yet ended by "\n"
+
+	// Kept across requests when the exchange is pooled.
+	fields []string    // start_response arguments, unpacked
+	hdrMap http.Header // reused as head.header
+}
+
+// maxPooledBody is the largest body buffer an exchange keeps for reuse.
+const maxPooledBody = 64 << 10
+
+// reset prepares a pooled exchange for a new request.
+func (x *exchange) reset(h *Handler, w http.ResponseWriter, r *http.Request) {
+	buf := x.body.buf[:0]
+	if cap(buf) > maxPooledBody {
+		buf = nil
+	}
+	*x = exchange{h: h, w: w, r: r, fields: x.fields[:0], hdrMap: x.hdrMap}
+	x.body = bodyReader{src: r.Body, buf: buf, left: r.ContentLength}
 }
 
 // stateError is an error raised in the app as RuntimeError: a call made
@@ -53,7 +71,7 @@ func (x *exchange) StartResponse(packed string, nheaders int, hasExcInfo bool) (
 	if hasExcInfo && x.sent {
 		return cpython.StartResponseReraise, ""
 	}
-	fields := make([]string, 0, 1+2*nheaders)
+	fields := x.fields[:0]
 	for len(packed) >= 4 {
 		n := int(uint32(packed[0]) | uint32(packed[1])<<8 | uint32(packed[2])<<16 | uint32(packed[3])<<24)
 		if n > len(packed)-4 {
@@ -62,10 +80,14 @@ func (x *exchange) StartResponse(packed string, nheaders int, hasExcInfo bool) (
 		fields = append(fields, packed[4:4+n])
 		packed = packed[4+n:]
 	}
+	x.fields = fields
 	if len(fields) != 1+2*nheaders || packed != "" {
 		return cpython.StartResponseInvalid, "wsgi: malformed start_response arguments"
 	}
-	head, err := parseResponseHead(fields[0], fields[1:])
+	if x.hdrMap == nil {
+		x.hdrMap = make(http.Header, nheaders)
+	}
+	head, err := parseResponseHeadInto(x.hdrMap, fields[0], fields[1:])
 	if err != nil {
 		return cpython.StartResponseInvalid, err.Error()
 	}
@@ -194,15 +216,40 @@ func (x *exchange) sendHead() {
 	}
 	st := x.head.status
 	x.noBody = x.r.Method == http.MethodHead || st == http.StatusNoContent || st == http.StatusNotModified
-	if x.r.ContentLength != 0 && !x.body.eof {
+	// A client waiting for "100 Continue" that the app never asked for
+	// has sent no body: leave net/http to close the connection instead.
+	waiting := !x.body.touched && x.r.Header.Get("Expect") != ""
+	if x.r.ContentLength != 0 && !x.body.eof && !waiting {
 		// Let the app go on reading the body after the response started
 		// (HTTP/1 would otherwise discard the rest of it).
 		if x.ctrl == nil {
 			x.ctrl = http.NewResponseController(x.w)
 		}
-		_ = x.ctrl.EnableFullDuplex()
+		x.duplex = x.ctrl.EnableFullDuplex() == nil
 	}
 	x.w.WriteHeader(st)
+}
+
+// maxDrain is how much of a body the app left unread is read and dropped
+// so that the connection can serve the next request (net/http's own
+// limit for handlers without full duplex).
+const maxDrain = 256 << 10
+
+// drainBody reads what the app left of the body when full duplex was on
+// (net/http then leaves it to the handler). It reports false when the
+// rest is too big: the connection must then be closed.
+func (x *exchange) drainBody() bool {
+	if !x.duplex || x.body.eof || x.body.err != nil {
+		return true
+	}
+	n, err := io.CopyN(io.Discard, x.body.src, maxDrain+1)
+	if err == io.EOF && n <= maxDrain {
+		x.body.eof = true
+		return true
+	}
+	// Send what is buffered before the connection is cut.
+	_ = x.flush()
+	return false
 }
 
 // setLengthIfUnset declares a Content-Length for a body known in full

@@ -150,6 +150,12 @@ func parseContentLength(s string) (int64, bool) {
 // parseResponseHead validates status and headers and builds the head.
 // headers is the flat list name0, value0, name1, value1, ... in app order.
 func parseResponseHead(status string, headers []string) (responseHead, error) {
+	return parseResponseHeadInto(nil, status, headers)
+}
+
+// parseResponseHeadInto is parseResponseHead reusing dst (cleared) as the
+// header map when it is not nil.
+func parseResponseHeadInto(dst http.Header, status string, headers []string) (responseHead, error) {
 	code, err := parseStatus(status)
 	if err != nil {
 		return responseHead{}, err
@@ -158,7 +164,12 @@ func parseResponseHead(status string, headers []string) (responseHead, error) {
 		return responseHead{}, fmt.Errorf("wsgi: header list has odd length %d", len(headers))
 	}
 	n := len(headers) / 2
-	h := make(http.Header, n)
+	h := dst
+	if h == nil {
+		h = make(http.Header, n)
+	} else {
+		clear(h)
+	}
 	// One backing array for all first values saves an allocation per key;
 	// the capacity limit makes a repeated key's append copy instead of
 	// overwriting the next key's value.

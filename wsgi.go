@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
-	"runtime/cgo"
 	"strconv"
 	"sync"
 	"time"
@@ -23,8 +22,9 @@ type Handler struct {
 	closed   bool
 	inflight sync.WaitGroup
 
-	envs sync.Pool // *environ
-	bufs sync.Pool // *[]byte, for list bodies copied out of Python
+	envs      sync.Pool // *environ
+	bufs      sync.Pool // *[]byte, for list bodies copied out of Python
+	exchanges sync.Pool // *exchange
 }
 
 // bodyBufSize is the largest list body copied out of Python in the same
@@ -53,6 +53,7 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{cfg: cfg, app: app, slots: make(chan struct{}, cfg.threads)}
 	h.envs.New = func() any { return new(environ) }
 	h.bufs.New = func() any { b := make([]byte, bodyBufSize); return &b }
+	h.exchanges.New = func() any { return new(exchange) }
 	return h, nil
 }
 
@@ -147,10 +148,9 @@ func (h *Handler) acquire(ctx context.Context) bool {
 // run calls the app and streams its response. It reports whether the
 // connection must be aborted.
 func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte) (abort bool) {
-	x := &exchange{h: h, w: w, r: r}
-	x.body.src = r.Body
-	x.body.left = r.ContentLength
-	handle := cgo.NewHandle(cpython.Request(x))
+	x := h.exchanges.Get().(*exchange)
+	x.reset(h, w, r)
+	handle := cpython.Register(x)
 	bufp := h.bufs.Get().(*[]byte)
 
 	// Every Python step of this request must use the same thread state.
@@ -159,12 +159,18 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte) (abort
 	defer func() {
 		x.finish(&call) // after a panic in our own code, still close() the body
 		runtime.UnlockOSThread()
-		handle.Delete()
+		handle.Release()
 		h.bufs.Put(bufp)
 		x.flushErrors()
+		x.reset(nil, nil, emptyRequest) // drop references before pooling
+		h.exchanges.Put(x)
 	}()
 	st := h.app.Start(&call, handle, env, *bufp)
-	return x.serve(&call, st, *bufp)
+	abort = x.serve(&call, st, *bufp)
+	if !abort && !x.drainBody() {
+		abort = true
+	}
+	return abort
 }
 
 // internalError answers 500, with the traceback when Debug is on.
@@ -197,3 +203,6 @@ func plainError(w http.ResponseWriter, status int, body string) {
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(body))
 }
+
+// emptyRequest stands in for the request in a pooled exchange.
+var emptyRequest = &http.Request{Body: http.NoBody}

@@ -13,7 +13,6 @@ import "C"
 
 import (
 	"fmt"
-	"runtime/cgo"
 	"unsafe"
 )
 
@@ -59,11 +58,8 @@ type errEnded struct{}
 func (errEnded) Error() string { return "wsgi: request has ended" }
 
 func lookup(h C.uintptr_t) (Request, bool) {
-	if h == 0 {
-		return nil, false
-	}
-	r, ok := cgo.Handle(h).Value().(Request)
-	return r, ok
+	r := Handle(h).request()
+	return r, r != nil
 }
 
 // setErr copies msg into C's error buffer, NUL-terminated and truncated.

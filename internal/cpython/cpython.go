@@ -13,7 +13,6 @@ import "C"
 import (
 	_ "embed"
 	"errors"
-	"runtime/cgo"
 	"strings"
 	"sync"
 	"unsafe"
@@ -178,10 +177,9 @@ type Call struct {
 func (c *Call) Live() bool { return c.req != nil }
 
 // Start builds the environ from env (the packed format of environ.go),
-// calls the app with the request identified by handle (a cgo.Handle whose
-// value implements Request) and returns its first step. A list body that
+// calls the app with the request registered as handle and returns its first step. A list body that
 // fits buf is copied there and the request ends at once (Done).
-func (a *App) Start(c *Call, handle cgo.Handle, env []byte, buf []byte) Step {
+func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte) Step {
 	var envp, bufp *C.char
 	if len(env) > 0 {
 		envp = (*C.char)(unsafe.Pointer(&env[0]))

@@ -12,7 +12,7 @@
 //   - Callbacks into Go (callbacks.go) recover their panics and, except for
 //     start_response validation, run with the GIL released.
 //   - Only integers cross into C and stay there: a request is a
-//     runtime/cgo.Handle, never a Go pointer.
+//     Handle (a reused small integer), never a Go pointer.
 //
 // Builds without cgo get a stub whose Initialize fails with a clear error.
 package cpython

@@ -2,10 +2,7 @@
 
 package cpython
 
-import (
-	"errors"
-	"runtime/cgo"
-)
+import "errors"
 
 // Available reports whether this build can run Python.
 const Available = false
@@ -90,7 +87,7 @@ type Call struct{}
 func (c *Call) Live() bool { return false }
 
 // Start fails without cgo.
-func (a *App) Start(c *Call, handle cgo.Handle, env []byte, buf []byte) Step {
+func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte) Step {
 	return Step{Kind: Error, Err: &Exception{Type: "RuntimeError", Message: errNoCgo.Error()}}
 }
 
