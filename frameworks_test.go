@@ -106,6 +106,7 @@ var fwLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Leve
 // that Handler.
 func (fw *fwApp) handler(t *testing.T) *wsgi.Handler {
 	t.Helper()
+	skipWithoutFrameworks(t)
 	fw.once.Do(func() {
 		opts := fw.opts
 		opts.Name = fw.name

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -118,4 +119,15 @@ func decode(t *testing.T, b []byte) map[string]any {
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(b, &m), string(b))
 	return m
+}
+
+// skipWithoutFrameworks skips a test that needs Debian's framework
+// packages when the tests run against a Python that has none (the builds
+// for other versions set WSGI_TEST_STDLIB_ONLY=1). On the default build a
+// missing framework fails the test instead.
+func skipWithoutFrameworks(t *testing.T) {
+	t.Helper()
+	if os.Getenv("WSGI_TEST_STDLIB_ONLY") != "" {
+		t.Skip("WSGI_TEST_STDLIB_ONLY: framework packages exist only for the system Python")
+	}
 }

@@ -43,7 +43,11 @@ func New(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	app, err := cpython.LoadApp(cfg.name, cfg.dir, cfg.module, cfg.callable, cfg.sitePackages, cfg.pythonPath)
+	app, sigs, err := cpython.LoadApp(cfg.name, cfg.dir, cfg.module, cfg.callable, cfg.sitePackages, cfg.pythonPath)
+	for _, s := range sigs {
+		cfg.logger.Warn("wsgi: the app set a handler for a signal while importing; the host keeps it",
+			"signal", s.String())
+	}
 	if err != nil {
 		if e, ok := err.(*cpython.Exception); ok {
 			err = newPythonError(e)

@@ -13,8 +13,10 @@ import "C"
 import (
 	_ "embed"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"unsafe"
 )
 
@@ -27,30 +29,66 @@ const Available = true
 var (
 	initOnce sync.Once
 	initErr  error
+	// mainCalls runs functions on Python's main thread: the OS thread
+	// that initialised the interpreter, kept for that purpose only.
+	mainCalls = make(chan func())
 )
 
 // Initialize starts the process' interpreter on the first call, with
 // Python's signal handlers off and the GIL released; later calls return the
 // first call's result. keys are the environ keys that a packed environ
 // refers to by index.
+//
+// The interpreter is started on a goroutine locked to its OS thread for
+// the life of the process. That thread is Python's main thread: apps are
+// imported there (as under every WSGI server, so import-time code that
+// needs the main thread works), and requests never run there.
 func Initialize(keys []string) error {
 	initOnce.Do(func() {
-		var packed []byte
-		for _, k := range keys {
-			packed = append(packed, k...)
-			packed = append(packed, 0)
-		}
-		program := C.CString(Executable())
-		defer C.free(unsafe.Pointer(program))
-		src := C.CString(hostSource)
-		defer C.free(unsafe.Pointer(src))
-		var e C.wsgi_error
-		if C.wsgi_initialize(program, src, (*C.char)(unsafe.Pointer(&packed[0])),
-			C.int64_t(len(packed)), C.int32_t(len(keys)), &e) != 0 {
-			initErr = errors.New("wsgi: starting python: " + takeError(&e).Error())
-		}
+		done := make(chan struct{})
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread stays Python's main thread
+			initErr = initialize(keys)
+			close(done)
+			if initErr != nil {
+				return
+			}
+			for f := range mainCalls {
+				f()
+			}
+		}()
+		<-done
 	})
 	return initErr
+}
+
+func initialize(keys []string) error {
+	var packed []byte
+	for _, k := range keys {
+		packed = append(packed, k...)
+		packed = append(packed, 0)
+	}
+	packed = append(packed, 0)
+	program := C.CString(Executable())
+	defer C.free(unsafe.Pointer(program))
+	src := C.CString(hostSource)
+	defer C.free(unsafe.Pointer(src))
+	var e C.wsgi_error
+	if C.wsgi_initialize(program, src, (*C.char)(unsafe.Pointer(&packed[0])),
+		C.int64_t(len(packed)), C.int32_t(len(keys)), &e) != 0 {
+		return errors.New("wsgi: starting python: " + takeError(&e).Error())
+	}
+	return nil
+}
+
+// onMainThread runs f on Python's main thread and waits for it.
+func onMainThread(f func()) {
+	done := make(chan struct{})
+	mainCalls <- func() {
+		defer close(done)
+		f()
+	}
+	<-done
 }
 
 // Version is the linked Python's version string (sys.version).
@@ -101,27 +139,41 @@ type App struct {
 	p *C.wsgi_app
 }
 
-// LoadApp imports module from dir and returns its callable. name tags the
-// app. sitePackages ("" for none) is added with site.addsitedir;
-// pythonPath entries go on sys.path after dir.
-func LoadApp(name, dir, module, callable, sitePackages string, pythonPath []string) (*App, error) {
+// LoadApp imports module from dir on Python's main thread and returns its
+// callable. name tags the app. sitePackages ("" for none) is added with
+// site.addsitedir; pythonPath entries go on sys.path after dir.
+//
+// Signal handlers the import installed (signal.signal at import time) are
+// undone, since Go owns the process' signals; those signals are returned
+// so that the caller can warn.
+func LoadApp(name, dir, module, callable, sitePackages string, pythonPath []string) (*App, []syscall.Signal, error) {
 	strs := []string{name, dir, module, callable, sitePackages}
 	strs = append(strs, pythonPath...)
 	var packed []byte
 	for _, s := range strs {
 		if strings.IndexByte(s, 0) >= 0 {
-			return nil, errors.New("wsgi: NUL byte in app settings")
+			return nil, nil, errors.New("wsgi: NUL byte in app settings")
 		}
 		packed = append(packed, s...)
 		packed = append(packed, 0)
 	}
 	var e C.wsgi_error
-	p := C.wsgi_app_load((*C.char)(unsafe.Pointer(&packed[0])), C.int64_t(len(packed)),
-		C.int32_t(len(strs)), &e)
+	var p *C.wsgi_app
+	var restored C.int64_t
+	onMainThread(func() {
+		p = C.wsgi_app_load((*C.char)(unsafe.Pointer(&packed[0])), C.int64_t(len(packed)),
+			C.int32_t(len(strs)), &restored, &e)
+	})
 	if p == nil {
-		return nil, takeError(&e)
+		return nil, nil, takeError(&e)
 	}
-	return &App{p: p}, nil
+	var sigs []syscall.Signal
+	for s := 1; s < 64; s++ {
+		if restored&(1<<s) != 0 {
+			sigs = append(sigs, syscall.Signal(s))
+		}
+	}
+	return &App{p: p}, sigs, nil
 }
 
 // Free drops the app's Python references. No request may be running.

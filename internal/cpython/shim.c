@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -649,8 +650,36 @@ struct wsgi_app {
     PyObject *base_env;  // wsgi.version, wsgi.multithread, ... copied per request
 };
 
-wsgi_app *wsgi_app_load(const char *strs, int64_t strslen, int32_t nstrs, wsgi_error *err) {
+// The signals whose handling an import may not take from Go.
+#define WSGI_NSIG 64
+
+static void save_signals(struct sigaction *saved) {
+    for (int s = 1; s < WSGI_NSIG; s++) {
+        if (s == SIGKILL || s == SIGSTOP) continue;
+        sigaction(s, NULL, &saved[s]);
+    }
+}
+
+// Puts back every handler that changed since save_signals.
+static int64_t restore_signals(const struct sigaction *saved) {
+    int64_t changed = 0;
+    for (int s = 1; s < WSGI_NSIG; s++) {
+        if (s == SIGKILL || s == SIGSTOP) continue;
+        struct sigaction now;
+        if (sigaction(s, NULL, &now) != 0) continue;
+        if (now.sa_handler != saved[s].sa_handler || now.sa_flags != saved[s].sa_flags) {
+            sigaction(s, &saved[s], NULL);
+            changed |= (int64_t)1 << s;
+        }
+    }
+    return changed;
+}
+
+wsgi_app *wsgi_app_load(const char *strs, int64_t strslen, int32_t nstrs, int64_t *restored,
+                        wsgi_error *err) {
     wsgi_app *app = NULL;
+    struct sigaction saved[WSGI_NSIG];
+    save_signals(saved);
     enter();
     PyObject *args = PyTuple_New(nstrs);
     if (args == NULL) goto fail;
@@ -684,11 +713,13 @@ wsgi_app *wsgi_app_load(const char *strs, int64_t strslen, int32_t nstrs, wsgi_e
     Py_INCREF(app->base_env);
     Py_DECREF(res);
     leave();
+    *restored = restore_signals(saved);
     return app;
 fail:
     Py_XDECREF(args);
     take_error(err);
     leave();
+    *restored = restore_signals(saved);
     return NULL;
 }
 

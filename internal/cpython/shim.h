@@ -69,8 +69,10 @@ const char *wsgi_version(void);
 
 // Imports the app. strs holds NUL-terminated strings: name, dir, module,
 // callable, site-packages ("" if none), then the extra sys.path entries.
+// Signal dispositions the import changed are put back; *restored gets a
+// bit (1 << signo) for each.
 wsgi_app *wsgi_app_load(const char *strs, int64_t strslen, int32_t nstrs,
-                        wsgi_error *err);
+                        int64_t *restored, wsgi_error *err);
 void wsgi_app_free(wsgi_app *app);
 
 // Runs the app for one request: builds the environ from the packed buffer

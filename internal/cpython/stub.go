@@ -2,7 +2,10 @@
 
 package cpython
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // Available reports whether this build can run Python.
 const Available = false
@@ -49,8 +52,8 @@ func (e *Exception) Error() string { return e.Type + ": " + e.Message }
 type App struct{}
 
 // LoadApp always fails without cgo.
-func LoadApp(name, dir, module, callable, sitePackages string, pythonPath []string) (*App, error) {
-	return nil, errNoCgo
+func LoadApp(name, dir, module, callable, sitePackages string, pythonPath []string) (*App, []syscall.Signal, error) {
+	return nil, nil, errNoCgo
 }
 
 // Free does nothing.
