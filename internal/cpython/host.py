@@ -117,5 +117,6 @@ def load_app(name, directory, module, callable_name, site_packages, *python_path
         "wsgi.file_wrapper": FileWrapper,
         "wsgi.url_scheme": "http",
         "SCRIPT_NAME": "",
+        "SERVER_SOFTWARE": "gowsgi",
     }
     return app, environ

@@ -1,0 +1,82 @@
+# Two commands on a fresh Debian machine:
+#   make run    serves the demo Flask app on http://127.0.0.1:8080
+#   make test   runs every check CI runs
+# Both install what they need (Debian packages with apt-get, Go tools
+# through the module proxy) when it is missing.
+
+SHELL := /bin/bash
+GO ?= go
+ADDR ?= 127.0.0.1:8080
+GOBIN := $(shell $(GO) env GOPATH)/bin
+STATICCHECK_VERSION := v0.8.2
+PYENV_ROOT ?= $(HOME)/.pyenv
+# Other Pythons the tests run on, from pyenv builds (the system Python,
+# 3.11 on Debian bookworm, is the default build).
+OTHER_PYTHONS ?= 3.10 3.12 3.13
+FUZZTIME ?= 10s
+
+DEBS := python3-dev pkg-config gcc python3-flask python3-django python3-falcon \
+	python3-bottle python3-pyramid
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test deps tools check unit race other-pythons fuzz-short fuzz bench build clean
+
+run: deps build
+	./bin/wsgi -addr $(ADDR) -dir examples/flaskdemo -app app:app
+
+build: deps
+	$(GO) build -o bin/wsgi ./cmd/wsgi
+
+test: deps tools check race fuzz-short other-pythons
+
+# Debian packages, installed only when one is missing.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+tools:
+	@[ -x $(GOBIN)/staticcheck ] || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
+	$(GO) vet ./...
+	$(GOBIN)/staticcheck ./...
+
+race:
+	$(GO) test -race -count=1 ./...
+
+# Fuzz targets, briefly (their seeds already ran in the race tests).
+fuzz-short:
+	@for t in FuzzBuildEnviron FuzzParseStatus FuzzValidateHeader FuzzParseResponseHead; do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) . || exit 1; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=5m
+
+# Build and test against each other Python: a build tag per version picks
+# its python-3.X-embed.pc (Go's build cache does not hash pkg-config
+# output, golang/go#24544, so PKG_CONFIG_PATH alone is not enough), and an
+# rpath finds its libpython at run time. Debian's framework packages exist
+# only for the system Python, so those tests skip here.
+other-pythons:
+	@for v in $(OTHER_PYTHONS); do \
+		prefix=$$(ls -d $(PYENV_ROOT)/versions/$$v.* 2>/dev/null | sort -V | tail -1); \
+		if [ -z "$$prefix" ]; then echo "python $$v: no pyenv build under $(PYENV_ROOT)/versions"; exit 1; fi; \
+		tag=py$${v/./}; \
+		echo "== python $$v ($$prefix), -tags $$tag"; \
+		PKG_CONFIG_PATH=$$prefix/lib/pkgconfig CGO_LDFLAGS="-Wl,-rpath,$$prefix/lib" \
+		WSGI_TEST_STDLIB_ONLY=1 $(GO) test -tags $$tag -count=1 ./... || exit 1; \
+	done
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 .
+
+clean:
+	rm -rf bin
