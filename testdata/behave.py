@@ -248,6 +248,14 @@ def use_kept_route(environ, start_response):
     return as_json(start_response, results)
 
 
+def blocks_route(environ, start_response):
+    """Python's allocated memory blocks, after a collection."""
+    import gc
+
+    gc.collect()
+    return as_json(start_response, sys.getallocatedblocks())
+
+
 def closes_route(environ, start_response):
     return as_json(start_response, closes)
 
@@ -328,6 +336,7 @@ ROUTES = {
     "/keep": keep_route,
     "/use-kept": use_kept_route,
     "/closes": closes_route,
+    "/blocks": blocks_route,
     "/sleep": sleep_route,
     "/file": file_route,
     "/file-length": file_length_route,

@@ -817,7 +817,12 @@ static handle_obj *new_handle_obj(PyTypeObject *t, uintptr_t h) {
 }
 
 static void req_free(wsgi_req *req) {
-    if (req->resp) req->resp->h = 0;
+    if (req->resp) {
+        req->resp->h = 0;
+        // write() is bound to the responder: break that cycle (the type
+        // is not tracked by the garbage collector).
+        Py_CLEAR(req->resp->write);
+    }
     if (req->input) req->input->h = 0;
     if (req->errors) req->errors->h = 0;
     Py_CLEAR(req->chunk);
