@@ -242,6 +242,11 @@ func (x *exchange) drainBody() bool {
 	if !x.duplex || x.body.eof || x.body.err != nil {
 		return true
 	}
+	if x.body.left > maxDrain {
+		// net/http does not read a declared remainder this big: it closes
+		// the connection after the response, cleanly.
+		return true
+	}
 	n, err := io.CopyN(io.Discard, x.body.src, maxDrain+1)
 	if err == io.EOF && n <= maxDrain {
 		x.body.eof = true

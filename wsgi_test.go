@@ -588,3 +588,28 @@ func readAll(t *testing.T, r io.ReadCloser) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+func TestRespondThenRead(t *testing.T) {
+	h, _ := behave(t)
+	srv := serve(t, h)
+	data := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+	sum := sha256.Sum256([]byte(data))
+	resp, err := http.Post(srv.URL+"/respond-then-read", "text/plain", strings.NewReader(data))
+	require.NoError(t, err)
+	assert.Equal(t, "started\nread 1048576 bytes, sha256 "+hex.EncodeToString(sum[:]), string(readAll(t, resp.Body)))
+}
+
+func TestUnreadBody(t *testing.T) {
+	h, _ := behave(t)
+	srv := serve(t, h)
+	for _, size := range []int{10, 100 << 10, 2 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			resp, err := http.Post(srv.URL+"/tuple", "text/plain", strings.NewReader(strings.Repeat("x", size)))
+			require.NoError(t, err)
+			assert.Equal(t, "tuple", string(readAll(t, resp.Body)), "the whole response arrives even when the body is left unread")
+			resp, err = http.Get(srv.URL + "/tuple")
+			require.NoError(t, err)
+			assert.Equal(t, "tuple", string(readAll(t, resp.Body)))
+		})
+	}
+}

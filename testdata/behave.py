@@ -97,6 +97,14 @@ def echo_route(environ, start_response):
     return [body]
 
 
+def respond_then_read_route(environ, start_response):
+    """Starts the response, then reads the body (full duplex)."""
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"started\n")
+    data = environ["wsgi.input"].read()
+    return [("read %d bytes, sha256 %s" % (len(data), hashlib.sha256(data).hexdigest())).encode()]
+
+
 def read_error_route(environ, start_response):
     try:
         environ["wsgi.input"].read()
@@ -323,6 +331,7 @@ ROUTES = {
     "/upload": upload_route,
     "/echo": echo_route,
     "/read-error": read_error_route,
+    "/respond-then-read": respond_then_read_route,
     "/stream": stream_route,
     "/gated": gated_route,
     "/open-gate": open_gate_route,
