@@ -31,14 +31,16 @@
 //
 // # Concurrency, threads and the GIL
 //
-// At most Options.Threads requests of a Handler run Python at once; others
-// wait up to Options.QueueTimeout and then get 503 with Retry-After. A
+// At most Options.Threads requests of a Handler are in progress at once,
+// like the threads of a threaded WSGI server; others wait up to
+// Options.QueueTimeout and then get 503 with Retry-After. A
 // request's goroutine is pinned to an OS thread with its own Python thread
 // state for the whole request (the app call, the body iteration and
 // close()), so threading.local and contextvars behave as under a threaded
 // WSGI server, and wsgi.multithread is True. The GIL is held only while
 // Python runs: it is released while Go reads the request body or writes to
-// the client, so a slow client never stalls other requests. Python's main
+// the client, so a slow client never holds up other requests' Python
+// work (it does keep its own request's thread until it is served). Python's main
 // thread is an OS thread of its own where apps are imported; requests never
 // run there.
 //

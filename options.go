@@ -38,22 +38,25 @@ type Options struct {
 	// mounted at the root (or at whatever http.StripPrefix removed).
 	Prefix string
 
-	// Threads is how many requests may run Python at once; the rest
-	// queue. Apps that block on I/O (databases, HTTP calls) want more.
-	// If zero, 8.
+	// Threads is how many requests may be in progress at once, like a
+	// threaded WSGI server's threads: a request holds its thread from the
+	// app call until its response is written, though it holds the GIL only
+	// while Python runs. The rest queue. Apps that block on I/O (databases,
+	// HTTP calls) or stream long responses want more. If zero, 8.
 	Threads int
 
 	// QueueTimeout is how long a request may wait for one of the Threads
 	// before it is answered 503 with Retry-After. If zero, 30 seconds.
 	QueueTimeout time.Duration
 
-	// PythonPath lists directories added to sys.path after Dir.
-	// If nil, none.
+	// PythonPath lists directories added to sys.path after Dir, in order,
+	// ahead of the system's packages. If nil, none.
 	PythonPath []string
 
 	// Virtualenv is a virtual environment directory whose site-packages
-	// (with its .pth files) is added to sys.path. It must have been
-	// created for the Python version this binary links. If empty, none.
+	// (with its .pth files) is added to sys.path after PythonPath, ahead of
+	// the system's packages. It must have been created for the Python
+	// version this binary links. If empty, none.
 	Virtualenv string
 
 	// Env holds extra environ keys added to every request (after the

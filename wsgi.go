@@ -96,14 +96,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.inflight.Done()
 
-	if max := h.cfg.maxBodyBytes; max > 0 {
-		if r.ContentLength > max {
-			plainError(w, http.StatusRequestEntityTooLarge, "request body too large")
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
-	}
-
 	env := h.envs.Get().(*environ)
 	defer h.envs.Put(env)
 	env.reset()
@@ -113,12 +105,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if !h.acquire(r.Context()) {
-		if r.Context().Err() == nil {
-			h.cfg.logger.Warn("wsgi: no python thread free in time; answering 503",
-				"queue_timeout", h.cfg.queueTimeout, "threads", h.cfg.threads)
-			unavailable(w, "wsgi: server busy")
+	if max := h.cfg.maxBodyBytes; max > 0 {
+		if r.ContentLength > max {
+			plainError(w, http.StatusRequestEntityTooLarge, "request body too large")
+			return
 		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+	}
+
+	if !h.acquire(r.Context()) {
+		// Also when the request's context ended while it waited (a
+		// middleware's deadline, or the client left): say so rather
+		// than let net/http send an empty 200.
+		h.cfg.logger.Warn("wsgi: no python thread free in time; answering 503",
+			"queue_timeout", h.cfg.queueTimeout, "threads", h.cfg.threads, "context", r.Context().Err())
+		unavailable(w, "wsgi: server busy")
 		return
 	}
 	abort := h.run(w, r, env.bytes())

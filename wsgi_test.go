@@ -2,6 +2,7 @@ package wsgi_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -612,4 +613,54 @@ func TestUnreadBody(t *testing.T) {
 			assert.Equal(t, "tuple", string(readAll(t, resp.Body)))
 		})
 	}
+}
+
+func TestSysPathOrder(t *testing.T) {
+	tmp := t.TempDir()
+	a, b := filepath.Join(tmp, "a"), filepath.Join(tmp, "b")
+	venv := filepath.Join(tmp, "venv")
+	sp := filepath.Join(venv, "lib", "python"+pythonMinor(), "site-packages")
+	for _, d := range []string{a, b, sp} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+	}
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "syspath", PythonPath: []string{a, b}, Virtualenv: venv})
+	var path []string
+	getJSON(t, h, "/", &path)
+	dir, _ := filepath.Abs("testdata")
+	index := func(p string) int {
+		for i, q := range path {
+			if q == p {
+				return i
+			}
+		}
+		t.Fatalf("%s not on sys.path %v", p, path)
+		return -1
+	}
+	assert.Less(t, index(dir), index(a))
+	assert.Less(t, index(a), index(b))
+	assert.Less(t, index(b), index(sp))
+	for i, p := range path {
+		if strings.Contains(p, "dist-packages") || strings.HasSuffix(p, "site-packages") && p != sp {
+			assert.Greater(t, i, index(sp), "the virtualenv comes before the system's %s", p)
+		}
+	}
+}
+
+func pythonMinor() string {
+	v, _, _ := strings.Cut(wsgi.PythonVersion(), " ")
+	parts := strings.Split(v, ".")
+	return parts[0] + "." + parts[1]
+}
+
+func TestQueueWaitEndedByContext(t *testing.T) {
+	h, _ := behave(t, func(o *wsgi.Options) { o.Threads = 1 })
+	done := make(chan int)
+	go func() { done <- do(h, "GET", "/sleep?0.3", nil).Code }()
+	time.Sleep(50 * time.Millisecond)
+	r := newRequest("GET", "/tuple", "")
+	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Millisecond)
+	defer cancel()
+	rec := record(h, r.WithContext(ctx))
+	assert.Equal(t, 503, rec.Code, "never an empty 200")
+	assert.Equal(t, 200, <-done)
 }

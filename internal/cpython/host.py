@@ -87,13 +87,15 @@ def _load_module(directory, module):
 
 def load_app(name, directory, module, callable_name, site_packages, *python_path):
     """Returns (app, base environ) for the Go host."""
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
-    for p in python_path:
-        if p not in sys.path:
-            sys.path.insert(sys.path.index(directory) + 1, p)
+    # Dir first, then PythonPath in order, then the virtualenv's
+    # site-packages (with its .pth entries), all ahead of the system's
+    # packages so that the app's own versions win.
+    before = list(sys.path)
     if site_packages:
         site.addsitedir(site_packages)
+    added = [p for p in sys.path if p not in before]
+    front = [directory] + list(python_path) + added
+    sys.path[:] = front + [p for p in sys.path if p not in front]
 
     mod = _load_module(directory, module)
     app = mod

@@ -739,6 +739,7 @@ struct wsgi_req {
     PyObject *result;   // what the app returned
     PyObject *iter;     // iter(result), for iterables that are not lists/tuples
     PyObject *chunk;    // the chunk last handed out
+    PyObject *items;    // a list body's items, held while Go writes them
     responder *resp;
     handle_obj *input, *errors;
     wsgi_iov *iov;
@@ -826,6 +827,7 @@ static void req_free(wsgi_req *req) {
     if (req->input) req->input->h = 0;
     if (req->errors) req->errors->h = 0;
     Py_CLEAR(req->chunk);
+    Py_CLEAR(req->items);
     Py_CLEAR(req->iter);
     Py_CLEAR(req->result);
     Py_CLEAR(req->resp);
@@ -987,12 +989,22 @@ void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env, int64_t en
             leave();
             return;
         }
+        // Go writes these with the GIL released: hold the items in a
+        // tuple of our own, so that another thread changing the app's list
+        // cannot free one under us.
+        req->items = PySequence_Tuple(result);
         req->iov = malloc(sizeof(wsgi_iov) * (size_t)(n ? n : 1));
-        if (req->iov == NULL) {
-            PyErr_NoMemory();
+        if (req->items == NULL || req->iov == NULL) {
+            if (!PyErr_Occurred()) PyErr_NoMemory();
             goto error;
         }
+        items = PySequence_Fast_ITEMS(req->items);
+        n = PyTuple_GET_SIZE(req->items);
         for (Py_ssize_t i = 0; i < n; i++) {
+            if (!PyBytes_Check(items[i])) {  // the list changed since we checked
+                PyErr_SetString(PyExc_RuntimeError, "wsgi: the body list changed while being sent");
+                goto error;
+            }
             req->iov[i].base = PyBytes_AS_STRING(items[i]);
             req->iov[i].len = PyBytes_GET_SIZE(items[i]);
         }
