@@ -33,6 +33,11 @@ type Options struct {
 	// just "module". It may not be combined with Module or Callable.
 	App string
 
+	// Protocol is the app's interface: "wsgi" (PEP 3333), "asgi" (ASGI
+	// 3.0, served on an asyncio event loop) or "auto" (an async callable
+	// means ASGI). If empty, "wsgi".
+	Protocol string
+
 	// Prefix is the URL path the app is mounted at ("/shop"). It becomes
 	// SCRIPT_NAME; requests outside it get 404. If empty, the app is
 	// mounted at the root (or at whatever http.StripPrefix removed).
@@ -73,6 +78,36 @@ type Options struct {
 	// body is a plain "500 Internal Server Error".
 	Debug bool
 
+	// Static serves the files under <Dir>/static at <Prefix>/static/ from
+	// Go (ETag, Last-Modified, Range, precompressed .gz siblings), before
+	// the app sees those URLs. If false, those URLs go to the app.
+	Static bool
+
+	// BasicAuth, when set, requires HTTP Basic authentication against an
+	// htpasswd file of bcrypt hashes before a request reaches the app;
+	// the user becomes REMOTE_USER. If nil, the handler does not
+	// authenticate (Go middleware may, see WithEnviron).
+	BasicAuth *BasicAuth
+
+	// Reload re-imports the app when a .py file under Dir changes
+	// (debug mode): requests in flight finish on the old code, the next
+	// one runs the new code. If false, the app is imported once.
+	Reload bool
+
+	// LogFile, when set, also appends the app's log records (wsgi.errors,
+	// Python logging, tracebacks) to this file, like IRIS's WSGI.log.
+	// If empty, records go to Logger only.
+	LogFile string
+
+	// AccessLog logs one record per request (method, path, status, bytes,
+	// duration) at Info level. If false, there is no access log.
+	AccessLog bool
+
+	// Functions are Go functions the app may call from Python:
+	// "import gohost; gohost.NAME(*args)" or gohost.call("NAME", *args).
+	// If nil, the gohost module has no functions for this app.
+	Functions map[string]Func
+
 	// MaxBodyBytes caps the request body. A declared Content-Length above
 	// it gets 413 before the app runs; a chunked body that grows past it
 	// makes wsgi.input.read raise. If zero, there is no limit.
@@ -101,6 +136,12 @@ type config struct {
 	logger       *slog.Logger
 	debug        bool
 	maxBodyBytes int64
+	static       bool
+	basicAuth    *BasicAuth
+	reload       bool
+	logFile      string
+	accessLog    bool
+	functions    map[string]Func
 }
 
 // resolve validates o and fills in defaults. It touches the file system
@@ -114,6 +155,12 @@ func (o Options) resolve(pythonVersion string) (*config, error) {
 		logger:       o.Logger,
 		debug:        o.Debug,
 		maxBodyBytes: o.MaxBodyBytes,
+		static:       o.Static,
+		basicAuth:    o.BasicAuth,
+		reload:       o.Reload,
+		logFile:      o.LogFile,
+		accessLog:    o.AccessLog,
+		functions:    o.Functions,
 	}
 	if o.App != "" {
 		if o.Module != "" || o.Callable != "" {
@@ -127,6 +174,13 @@ func (o Options) resolve(pythonVersion string) (*config, error) {
 	}
 	if c.module == "" {
 		return nil, errors.New("wsgi: no app: set App or Module")
+	}
+	switch o.Protocol {
+	case "", "wsgi":
+	case "asgi", "auto":
+		return nil, fmt.Errorf("wsgi: Protocol %q is not supported yet", o.Protocol)
+	default:
+		return nil, fmt.Errorf("wsgi: Protocol %q: want wsgi, asgi or auto", o.Protocol)
 	}
 	if !isDottedName(c.module) {
 		return nil, fmt.Errorf("wsgi: module %q is not a Python module name (write it without .py; use dots for packages)", c.module)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gowsgi/wsgi/internal/cpython"
@@ -14,9 +16,13 @@ import (
 
 // Handler serves one WSGI app. It is an http.Handler; Close releases it.
 type Handler struct {
-	cfg   *config
-	app   *cpython.App
-	slots chan struct{} // one token per request allowed to run Python
+	cfg    *config
+	app    *cpython.App
+	slots  chan struct{} // one token per request allowed to run Python
+	static *staticFiles  // nil unless Options.Static
+	auth   *basicAuth    // nil unless Options.BasicAuth
+
+	requests atomic.Uint64 // requests served, for Requests
 
 	mu       sync.Mutex
 	closed   bool
@@ -55,6 +61,18 @@ func New(opts Options) (*Handler, error) {
 		return nil, &contextError{fmt.Sprintf("wsgi: loading %s:%s from %s", cfg.module, cfg.callable, cfg.dir), err}
 	}
 	h := &Handler{cfg: cfg, app: app, slots: make(chan struct{}, cfg.threads)}
+	if cfg.static {
+		if h.static, err = newStaticFiles(filepath.Join(cfg.dir, "static"), cfg.prefix+"/static/"); err != nil {
+			app.Free()
+			return nil, err
+		}
+	}
+	if cfg.basicAuth != nil {
+		if h.auth, err = newBasicAuth(cfg.basicAuth, cfg.name); err != nil {
+			app.Free()
+			return nil, err
+		}
+	}
 	h.envs.New = func() any { return new(environ) }
 	h.bufs.New = func() any { b := make([]byte, bodyBufSize); return &b }
 	h.exchanges.New = func() any { return new(exchange) }
@@ -77,6 +95,15 @@ func (h *Handler) Close() error {
 	return nil
 }
 
+// Name is the app's name, as in log records.
+func (h *Handler) Name() string { return h.cfg.name }
+
+// Prefix is the URL path the app is mounted at ("" for the root).
+func (h *Handler) Prefix() string { return h.cfg.prefix }
+
+// Requests is how many requests the handler has been given.
+func (h *Handler) Requests() uint64 { return h.requests.Load() }
+
 // begin registers a request unless the handler is closed.
 func (h *Handler) begin() bool {
 	h.mu.Lock()
@@ -95,6 +122,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.inflight.Done()
+	h.requests.Add(1)
+
+	if h.auth != nil {
+		if r = h.auth.check(w, r); r == nil {
+			return
+		}
+	}
+	if h.static != nil && h.static.serve(w, r) {
+		return
+	}
 
 	env := h.envs.Get().(*environ)
 	defer h.envs.Put(env)
