@@ -52,9 +52,11 @@ race:
 
 # Fuzz targets, briefly (their seeds already ran in the race tests).
 fuzz-short:
-	@for t in FuzzBuildEnviron FuzzParseStatus FuzzValidateHeader FuzzParseResponseHead; do \
-		echo "fuzz $$t for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) . || exit 1; \
+	@for t in .:FuzzBuildEnviron .:FuzzParseStatus .:FuzzValidateHeader .:FuzzParseResponseHead \
+		./internal/cpython:FuzzDecodeValue; do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
 
 fuzz:

@@ -13,6 +13,7 @@ import (
 // startInterpreter starts the interpreter once; later calls return the
 // first call's result.
 func startInterpreter() error {
+	cpython.SetHost(pyHost{})
 	return cpython.Initialize(knownEnvironKeys)
 }
 

@@ -124,6 +124,9 @@ func (x *exchange) Take(dst []byte) int {
 	return n
 }
 
+// Context is the request's context, for Go functions the app calls.
+func (x *exchange) Context() context.Context { return x.r.Context() }
+
 // LogErrors implements wsgi.errors: one log record per line.
 func (x *exchange) LogErrors(text []byte) {
 	x.errLine = append(x.errLine, text...)

@@ -16,6 +16,7 @@ import (
 
 // Handler serves one WSGI app. It is an http.Handler; Close releases it.
 type Handler struct {
+	id     uint64 // names the app to Python's callbacks (bridge.go)
 	cfg    *config
 	app    *cpython.App
 	slots  chan struct{} // one token per request allowed to run Python
@@ -49,7 +50,9 @@ func New(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	app, sigs, err := cpython.LoadApp(cfg.name, cfg.dir, cfg.module, cfg.callable, cfg.sitePackages, cfg.pythonPath)
+	h := &Handler{cfg: cfg, slots: make(chan struct{}, cfg.threads)}
+	h.id = registerApp(h)
+	app, sigs, err := cpython.LoadApp(h.id, cfg.name, cfg.dir, cfg.module, cfg.callable, cfg.sitePackages, cfg.pythonPath)
 	for _, s := range sigs {
 		cfg.logger.Warn("wsgi: the app set a handler for a signal while importing; the host keeps it",
 			"signal", s.String())
@@ -58,18 +61,19 @@ func New(opts Options) (*Handler, error) {
 		if e, ok := err.(*cpython.Exception); ok {
 			err = newPythonError(e)
 		}
+		unregisterApp(h.id)
 		return nil, &contextError{fmt.Sprintf("wsgi: loading %s:%s from %s", cfg.module, cfg.callable, cfg.dir), err}
 	}
-	h := &Handler{cfg: cfg, app: app, slots: make(chan struct{}, cfg.threads)}
+	h.app = app
 	if cfg.static {
 		if h.static, err = newStaticFiles(filepath.Join(cfg.dir, "static"), cfg.prefix+"/static/"); err != nil {
-			app.Free()
+			h.free()
 			return nil, err
 		}
 	}
 	if cfg.basicAuth != nil {
 		if h.auth, err = newBasicAuth(cfg.basicAuth, cfg.name); err != nil {
-			app.Free()
+			h.free()
 			return nil, err
 		}
 	}
@@ -91,8 +95,14 @@ func (h *Handler) Close() error {
 	h.closed = true
 	h.mu.Unlock()
 	h.inflight.Wait()
-	h.app.Free()
+	h.free()
 	return nil
+}
+
+// free releases the app: its Python objects and its id.
+func (h *Handler) free() {
+	unregisterApp(h.id)
+	h.app.Free()
 }
 
 // Name is the app's name, as in log records.

@@ -8,10 +8,13 @@ package cpython
 
 /*
 #include <stdint.h>
+#include <stdlib.h>
 */
 import "C"
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"unsafe"
 )
@@ -36,7 +39,30 @@ type Request interface {
 	Take(dst []byte) int
 	// LogErrors receives text written to wsgi.errors. The GIL is released.
 	LogErrors(text []byte)
+	// Context is the request's context, for Go functions called from it.
+	Context() context.Context
 }
+
+// Host receives what Python code sends to Go outside the WSGI protocol:
+// gohost calls and logging records. app is the id given to LoadApp (0 when
+// the Python thread is not running an app: a thread the app started); req
+// is nil outside a request.
+type Host interface {
+	Call(app uint64, req Request, name string, args []any) (any, error)
+	Log(app uint64, req Request, level int, logger, msg string)
+}
+
+var host Host
+
+// SetHost installs the receiver of gohost calls and log records. Call it
+// before Initialize.
+func SetHost(h Host) { host = h }
+
+// Errors a Host.Call may wrap to choose the Python exception.
+var (
+	ErrNoFunction = errors.New("no such function") // AttributeError
+	ErrBadValue   = errors.New("bad value")        // TypeError
+)
 
 // Codes returned by Request.StartResponse.
 const (
@@ -173,4 +199,55 @@ func wsgiGoLog(h C.uintptr_t, p *C.char, n C.int64_t) {
 		return
 	}
 	req.LogErrors(unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)))
+}
+
+//export wsgiGoCall
+func wsgiGoCall(app C.uint64_t, h C.uintptr_t, name *C.char, nameLen C.int64_t, args *C.char, argsLen C.int64_t,
+	out **C.char, outLen *C.int64_t, errbuf *C.char, errcap C.int64_t) (rc C.int32_t) {
+	defer func() {
+		if r := recover(); r != nil {
+			rc = 1
+			setErr(errbuf, errcap, fmt.Sprintf("gohost: Go function panicked: %v", r))
+		}
+	}()
+	fail := func(err error) C.int32_t {
+		setErr(errbuf, errcap, err.Error())
+		switch {
+		case errors.Is(err, ErrNoFunction):
+			return 2
+		case errors.Is(err, ErrBadValue):
+			return 3
+		}
+		return 1
+	}
+	if host == nil {
+		return fail(fmt.Errorf("gohost: no Go functions here: %w", ErrNoFunction))
+	}
+	decoded, err := decodeArgs(C.GoBytes(unsafe.Pointer(args), C.int(argsLen)))
+	if err != nil {
+		return fail(fmt.Errorf("%w: %v", ErrBadValue, err))
+	}
+	req, _ := lookup(h)
+	result, err := host.Call(uint64(app), req, C.GoStringN(name, C.int(nameLen)), decoded)
+	if err != nil {
+		return fail(err)
+	}
+	enc, err := encodeValue(nil, result, 0)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %v", ErrBadValue, err))
+	}
+	p := C.malloc(C.size_t(max(len(enc), 1)))
+	copy(unsafe.Slice((*byte)(p), len(enc)), enc)
+	*out, *outLen = (*C.char)(p), C.int64_t(len(enc))
+	return 0
+}
+
+//export wsgiGoPyLog
+func wsgiGoPyLog(app C.uint64_t, h C.uintptr_t, level C.int, name *C.char, nameLen C.int64_t, msg *C.char, msgLen C.int64_t) {
+	defer func() { _ = recover() }()
+	if host == nil {
+		return
+	}
+	req, _ := lookup(h)
+	host.Log(uint64(app), req, int(level), C.GoStringN(name, C.int(nameLen)), C.GoStringN(msg, C.int(msgLen)))
 }

@@ -3,6 +3,7 @@
 package cpython
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"strings"
@@ -42,6 +43,8 @@ func (f *fakeRequest) Read(op int, n int64) (int64, error) {
 
 func (f *fakeRequest) Take(dst []byte) int { return 0 }
 
+func (f *fakeRequest) Context() context.Context { return context.Background() }
+
 func (f *fakeRequest) LogErrors(text []byte) {
 	f.logged = append(f.logged, string(text))
 	f.maybePanic("errors")
@@ -50,7 +53,7 @@ func (f *fakeRequest) LogErrors(text []byte) {
 func loadCalls(t *testing.T) *App {
 	t.Helper()
 	require.NoError(t, Initialize([]string{"REQUEST_METHOD"}))
-	app, _, err := LoadApp("calls", "testdata", "calls", "application", "", nil)
+	app, _, err := LoadApp(1, "calls", "testdata", "calls", "application", "", nil)
 	require.NoError(t, err)
 	t.Cleanup(app.Free)
 	return app

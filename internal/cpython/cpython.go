@@ -140,13 +140,13 @@ type App struct {
 }
 
 // LoadApp imports module from dir on Python's main thread and returns its
-// callable. name tags the app. sitePackages ("" for none) is added with
+// callable. id names the app to the Host; name tags it. sitePackages ("" for none) is added with
 // site.addsitedir; pythonPath entries go on sys.path after dir.
 //
 // Signal handlers the import installed (signal.signal at import time) are
 // undone, since Go owns the process' signals; those signals are returned
 // so that the caller can warn.
-func LoadApp(name, dir, module, callable, sitePackages string, pythonPath []string) (*App, []syscall.Signal, error) {
+func LoadApp(id uint64, name, dir, module, callable, sitePackages string, pythonPath []string) (*App, []syscall.Signal, error) {
 	strs := []string{name, dir, module, callable, sitePackages}
 	strs = append(strs, pythonPath...)
 	var packed []byte
@@ -161,7 +161,7 @@ func LoadApp(name, dir, module, callable, sitePackages string, pythonPath []stri
 	var p *C.wsgi_app
 	var restored C.int64_t
 	onMainThread(func() {
-		p = C.wsgi_app_load((*C.char)(unsafe.Pointer(&packed[0])), C.int64_t(len(packed)),
+		p = C.wsgi_app_load(C.uint64_t(id), (*C.char)(unsafe.Pointer(&packed[0])), C.int64_t(len(packed)),
 			C.int32_t(len(strs)), &restored, &e)
 	})
 	if p == nil {

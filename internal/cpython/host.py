@@ -7,10 +7,12 @@ import machinery is clearer here than in C; nothing here runs per request.
 import importlib
 import importlib.util
 import itertools
+import logging
 import os
 import site
 import sys
 import traceback
+import types
 
 _counter = itertools.count(1)
 
@@ -36,6 +38,75 @@ class FileWrapper:
         if data:
             return data
         raise StopIteration
+
+
+class GoHandler(logging.Handler):
+    """Sends Python logging records to the Go host, which logs them with
+    the slog logger of the app that emitted them."""
+
+    def emit(self, record):
+        try:
+            _log(record.levelno, record.name, self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def _install_logging():
+    root = logging.getLogger()
+    handler = GoHandler()
+    root.addHandler(handler)
+    original = logging.basicConfig
+
+    def basicConfig(**kwargs):
+        # With our handler on the root logger, the standard basicConfig
+        # would do nothing at all. Run it without ours, then keep ours in
+        # place of the stderr handler it makes by default (taking its
+        # format), so that an app's basicConfig(level=..., format=...)
+        # works and its records still reach Go.
+        root.removeHandler(handler)
+        try:
+            original(**kwargs)
+        finally:
+            if not any(k in kwargs for k in ("filename", "stream", "handlers")):
+                for h in list(root.handlers):
+                    if type(h) is logging.StreamHandler and h.stream is sys.stderr:
+                        handler.setFormatter(h.formatter)
+                        root.removeHandler(h)
+            if handler not in root.handlers:
+                root.addHandler(handler)
+
+    basicConfig.__doc__ = original.__doc__
+    logging.basicConfig = basicConfig
+
+
+def _install_gohost():
+    mod = types.ModuleType(
+        "gohost",
+        "Go functions of the host process.\n\n"
+        "gohost.NAME(*args) or gohost.call('NAME', *args) calls the Go function\n"
+        "the host registered as NAME for this app (wsgi.Options.Functions).",
+    )
+
+    def call(name, *args):
+        return _call(name, args)
+
+    def __getattr__(name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def function(*args):
+            return _call(name, args)
+
+        function.__name__ = function.__qualname__ = name
+        return function
+
+    mod.call = call
+    mod.__getattr__ = __getattr__
+    sys.modules["gohost"] = mod
+
+
+_install_logging()
+_install_gohost()
 
 
 def format_exception(exc):

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "internal.h"
 #include "_cgo_export.h"
 
 // ---------------------------------------------------------------------------
@@ -42,6 +43,20 @@ static void enter(void) {
 }
 
 static void leave(void) { PyEval_SaveThread(); }
+
+// enter_req and leave_req bracket Python work for a request, telling the
+// gohost bridge and the logging handler which request and app it is.
+static void enter_req(uintptr_t handle, uint64_t app) {
+    enter();
+    wsgi_tls_handle = handle;
+    wsgi_tls_app = app;
+}
+
+static void leave_req(void) {
+    wsgi_tls_handle = 0;
+    wsgi_tls_app = 0;
+    leave();
+}
 
 // ---------------------------------------------------------------------------
 // Process-wide state, set once by wsgi_initialize.
@@ -589,6 +604,7 @@ int wsgi_initialize(const char *program, const char *host_src, const char *keys,
 
     host_mod = PyModule_New("_wsgi_host");
     if (host_mod == NULL) goto py_fail;
+    if (PyModule_AddFunctions(host_mod, wsgi_host_methods) < 0) goto py_fail;
     PyObject *d = PyModule_GetDict(host_mod);
     if (PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) < 0) goto py_fail;
     PyObject *code = Py_CompileString(host_src, "<wsgi host>", Py_file_input);
@@ -646,6 +662,7 @@ py_fail:
 // Apps.
 
 struct wsgi_app {
+    uint64_t id;
     PyObject *callable;
     PyObject *base_env;  // wsgi.version, wsgi.multithread, ... copied per request
 };
@@ -675,12 +692,14 @@ static int64_t restore_signals(const struct sigaction *saved) {
     return changed;
 }
 
-wsgi_app *wsgi_app_load(const char *strs, int64_t strslen, int32_t nstrs, int64_t *restored,
-                        wsgi_error *err) {
+wsgi_app *wsgi_app_load(uint64_t id, const char *strs, int64_t strslen, int32_t nstrs,
+                        int64_t *restored, wsgi_error *err) {
     wsgi_app *app = NULL;
     struct sigaction saved[WSGI_NSIG];
     save_signals(saved);
     enter();
+    uint64_t prev_app = wsgi_tls_app;
+    wsgi_tls_app = id;  // gohost calls and log records at import belong to this app
     PyObject *args = PyTuple_New(nstrs);
     if (args == NULL) goto fail;
     const char *p = strs, *end = strs + strslen;
@@ -707,17 +726,20 @@ wsgi_app *wsgi_app_load(const char *strs, int64_t strslen, int32_t nstrs, int64_
         PyErr_NoMemory();
         goto fail;
     }
+    app->id = id;
     app->callable = PyTuple_GET_ITEM(res, 0);
     app->base_env = PyTuple_GET_ITEM(res, 1);
     Py_INCREF(app->callable);
     Py_INCREF(app->base_env);
     Py_DECREF(res);
+    wsgi_tls_app = prev_app;
     leave();
     *restored = restore_signals(saved);
     return app;
 fail:
     Py_XDECREF(args);
     take_error(err);
+    wsgi_tls_app = prev_app;
     leave();
     *restored = restore_signals(saved);
     return NULL;
@@ -736,6 +758,8 @@ void wsgi_app_free(wsgi_app *app) {
 // Requests.
 
 struct wsgi_req {
+    uintptr_t handle;
+    uint64_t app;
     PyObject *result;   // what the app returned
     PyObject *iter;     // iter(result), for iterables that are not lists/tuples
     PyObject *chunk;    // the chunk last handed out
@@ -939,8 +963,10 @@ void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env, int64_t en
         step->kind = WSGI_STEP_ERROR;
         return;
     }
-    enter();
+    enter_req(handle, app->id);
     *reqp = req;
+    req->handle = handle;
+    req->app = app->id;
     req->resp = PyObject_New(responder, responder_t);
     if (req->resp == NULL) goto error;
     req->resp->h = handle;
@@ -986,7 +1012,7 @@ void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env, int64_t en
             }
             *reqp = NULL;
             finish_done(req, step, total);
-            leave();
+            leave_req();
             return;
         }
         // Go writes these with the GIL released: hold the items in a
@@ -1011,27 +1037,27 @@ void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env, int64_t en
         step->kind = WSGI_STEP_LIST;
         step->iov = req->iov;
         step->niov = n;
-        leave();
+        leave_req();
         return;
     }
     if ((PyObject *)Py_TYPE(result) == file_wrapper_t && try_file(req, step)) {
-        leave();
+        leave_req();
         return;
     }
     req->iter = PyObject_GetIter(result);
     if (req->iter == NULL) goto error;
     next_chunk(req, step, reqp);
-    leave();
+    leave_req();
     return;
 
 error:
     step_error(step);
-    leave();
+    leave_req();
 }
 
 void wsgi_req_next(wsgi_req *req, wsgi_step *step) {
     memset(step, 0, sizeof *step);
-    enter();
+    enter_req(req->handle, req->app);
     if (req->iter == NULL) {
         PyErr_SetString(PyExc_SystemError, "wsgi: next on a request without an iterator");
         step_error(step);
@@ -1039,19 +1065,19 @@ void wsgi_req_next(wsgi_req *req, wsgi_step *step) {
         wsgi_req *r = req;
         next_chunk(req, step, &r);
     }
-    leave();
+    leave_req();
 }
 
 int wsgi_req_finish(wsgi_req *req, wsgi_error *err) {
     int rc = 0;
-    enter();
+    enter_req(req->handle, req->app);
     Py_CLEAR(req->chunk);
     if (call_close(req->result) < 0) {
         take_error(err);
         rc = -1;
     }
     req_free(req);
-    leave();
+    leave_req();
     return rc;
 }
 

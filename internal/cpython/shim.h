@@ -71,7 +71,8 @@ const char *wsgi_version(void);
 // callable, site-packages ("" if none), then the extra sys.path entries.
 // Signal dispositions the import changed are put back; *restored gets a
 // bit (1 << signo) for each.
-wsgi_app *wsgi_app_load(const char *strs, int64_t strslen, int32_t nstrs,
+// id names the app to the Go callbacks (gohost calls, log records).
+wsgi_app *wsgi_app_load(uint64_t id, const char *strs, int64_t strslen, int32_t nstrs,
                         int64_t *restored, wsgi_error *err);
 void wsgi_app_free(wsgi_app *app);
 

@@ -3,6 +3,7 @@
 package cpython
 
 import (
+	"context"
 	"errors"
 	"syscall"
 )
@@ -19,7 +20,23 @@ type Request interface {
 	Read(op int, n int64) (int64, error)
 	Take(dst []byte) int
 	LogErrors(text []byte)
+	Context() context.Context
 }
+
+// Host receives gohost calls and log records; see the cgo build.
+type Host interface {
+	Call(app uint64, req Request, name string, args []any) (any, error)
+	Log(app uint64, req Request, level int, logger, msg string)
+}
+
+// SetHost does nothing without cgo.
+func SetHost(h Host) {}
+
+// Errors a Host.Call may wrap.
+var (
+	ErrNoFunction = errors.New("no such function")
+	ErrBadValue   = errors.New("bad value")
+)
 
 // The constants of the cgo build.
 const (
@@ -52,7 +69,7 @@ func (e *Exception) Error() string { return e.Type + ": " + e.Message }
 type App struct{}
 
 // LoadApp always fails without cgo.
-func LoadApp(name, dir, module, callable, sitePackages string, pythonPath []string) (*App, []syscall.Signal, error) {
+func LoadApp(id uint64, name, dir, module, callable, sitePackages string, pythonPath []string) (*App, []syscall.Signal, error) {
 	return nil, nil, errNoCgo
 }
 

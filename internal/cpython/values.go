@@ -1,0 +1,250 @@
+package cpython
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"sort"
+)
+
+// The gohost value format, shared with bridge.c:
+//
+//	'N' None | 'T' True | 'F' False | 'i' int64 | 'd' float64
+//	's' u32 len, UTF-8 | 'b' u32 len, bytes | 'l' list / 't' tuple: u32 n, n values
+//	'm' dict: u32 n, n (str key, value) pairs
+//
+// Integers are little-endian.
+
+const maxDepth = 64
+
+var errMalformed = errors.New("gohost: malformed value")
+
+// decodeValue decodes one value from b and returns the rest of b.
+// Python lists and tuples become []any, dicts map[string]any.
+func decodeValue(b []byte, depth int) (any, []byte, error) {
+	if len(b) == 0 || depth > maxDepth {
+		return nil, nil, errMalformed
+	}
+	tag, b := b[0], b[1:]
+	switch tag {
+	case 'N':
+		return nil, b, nil
+	case 'T':
+		return true, b, nil
+	case 'F':
+		return false, b, nil
+	case 'i', 'd':
+		if len(b) < 8 {
+			return nil, nil, errMalformed
+		}
+		u := binary.LittleEndian.Uint64(b)
+		if tag == 'i' {
+			return int64(u), b[8:], nil
+		}
+		return math.Float64frombits(u), b[8:], nil
+	case 's', 'b':
+		if len(b) < 4 {
+			return nil, nil, errMalformed
+		}
+		n := binary.LittleEndian.Uint32(b)
+		b = b[4:]
+		if uint64(len(b)) < uint64(n) {
+			return nil, nil, errMalformed
+		}
+		if tag == 's' {
+			return string(b[:n]), b[n:], nil
+		}
+		return append([]byte(nil), b[:n]...), b[n:], nil
+	case 'l', 't', 'm':
+		if len(b) < 4 {
+			return nil, nil, errMalformed
+		}
+		n := binary.LittleEndian.Uint32(b)
+		b = b[4:]
+		if uint64(len(b)) < uint64(n) { // every item takes at least a byte
+			return nil, nil, errMalformed
+		}
+		if tag == 'm' {
+			m := make(map[string]any, n)
+			for range n {
+				k, rest, err := decodeValue(b, depth+1)
+				if err != nil {
+					return nil, nil, err
+				}
+				ks, ok := k.(string)
+				if !ok {
+					return nil, nil, errMalformed
+				}
+				var v any
+				if v, b, err = decodeValue(rest, depth+1); err != nil {
+					return nil, nil, err
+				}
+				m[ks] = v
+			}
+			return m, b, nil
+		}
+		l := make([]any, n)
+		for i := range l {
+			var err error
+			if l[i], b, err = decodeValue(b, depth+1); err != nil {
+				return nil, nil, err
+			}
+		}
+		return l, b, nil
+	}
+	return nil, nil, errMalformed
+}
+
+// decodeArgs decodes the argument tuple of a gohost call.
+func decodeArgs(b []byte) ([]any, error) {
+	v, rest, err := decodeValue(b, 0)
+	if err != nil {
+		return nil, err
+	}
+	args, ok := v.([]any)
+	if !ok || len(rest) != 0 || b[0] != 't' {
+		return nil, errMalformed
+	}
+	return args, nil
+}
+
+// encodeValue appends the encoding of v. It accepts nil, bool, every
+// integer and float type, string, []byte, and slices, arrays and
+// string-keyed maps of those (through reflection for types other than
+// []any and map[string]any).
+func encodeValue(b []byte, v any, depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return nil, errors.New("gohost: value nested too deeply")
+	}
+	switch x := v.(type) {
+	case nil:
+		return append(b, 'N'), nil
+	case bool:
+		if x {
+			return append(b, 'T'), nil
+		}
+		return append(b, 'F'), nil
+	case int:
+		return appendInt(b, int64(x)), nil
+	case int8:
+		return appendInt(b, int64(x)), nil
+	case int16:
+		return appendInt(b, int64(x)), nil
+	case int32:
+		return appendInt(b, int64(x)), nil
+	case int64:
+		return appendInt(b, x), nil
+	case uint:
+		return appendUint(b, uint64(x))
+	case uint8:
+		return appendInt(b, int64(x)), nil
+	case uint16:
+		return appendInt(b, int64(x)), nil
+	case uint32:
+		return appendInt(b, int64(x)), nil
+	case uint64:
+		return appendUint(b, x)
+	case float32:
+		return appendFloat(b, float64(x)), nil
+	case float64:
+		return appendFloat(b, x), nil
+	case string:
+		return appendBytes(b, 's', []byte(x))
+	case []byte:
+		return appendBytes(b, 'b', x)
+	case []any:
+		b = appendLen(append(b, 'l'), len(x))
+		for _, e := range x {
+			var err error
+			if b, err = encodeValue(b, e, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return b, nil
+	case map[string]any:
+		return encodeMap(b, len(x), func(yield func(string, any) bool) {
+			for k, v := range x {
+				if !yield(k, v) {
+					return
+				}
+			}
+		}, depth)
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Slice, reflect.Array:
+		b = appendLen(append(b, 'l'), rv.Len())
+		for i := range rv.Len() {
+			var err error
+			if b, err = encodeValue(b, rv.Index(i).Interface(), depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return b, nil
+	case reflect.Map:
+		if rv.Type().Key().Kind() != reflect.String {
+			break
+		}
+		return encodeMap(b, rv.Len(), func(yield func(string, any) bool) {
+			it := rv.MapRange()
+			for it.Next() {
+				if !yield(it.Key().String(), it.Value().Interface()) {
+					return
+				}
+			}
+		}, depth)
+	}
+	return nil, fmt.Errorf("gohost: cannot pass a Go %T to Python", v)
+}
+
+// encodeMap writes a dict with its keys sorted, so the result is stable.
+func encodeMap(b []byte, n int, items func(func(string, any) bool), depth int) ([]byte, error) {
+	type kv struct {
+		k string
+		v any
+	}
+	all := make([]kv, 0, n)
+	for k, v := range items {
+		all = append(all, kv{k, v})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].k < all[j].k })
+	b = appendLen(append(b, 'm'), len(all))
+	for _, e := range all {
+		var err error
+		if b, err = appendBytes(b, 's', []byte(e.k)); err != nil {
+			return nil, err
+		}
+		if b, err = encodeValue(b, e.v, depth+1); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func appendInt(b []byte, v int64) []byte {
+	return binary.LittleEndian.AppendUint64(append(b, 'i'), uint64(v))
+}
+
+func appendUint(b []byte, v uint64) ([]byte, error) {
+	if v > math.MaxInt64 {
+		return nil, fmt.Errorf("gohost: %d does not fit Python's bridge (int64)", v)
+	}
+	return appendInt(b, int64(v)), nil
+}
+
+func appendFloat(b []byte, v float64) []byte {
+	return binary.LittleEndian.AppendUint64(append(b, 'd'), math.Float64bits(v))
+}
+
+func appendLen(b []byte, n int) []byte {
+	return binary.LittleEndian.AppendUint32(b, uint32(n))
+}
+
+func appendBytes(b []byte, tag byte, p []byte) ([]byte, error) {
+	if uint64(len(p)) > math.MaxUint32 {
+		return nil, errors.New("gohost: value too large")
+	}
+	return append(appendLen(append(b, tag), len(p)), p...), nil
+}

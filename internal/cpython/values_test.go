@@ -1,0 +1,91 @@
+package cpython
+
+import (
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestValuesRoundTrip(t *testing.T) {
+	tests := []struct {
+		in   any
+		want any // what decoding the encoding gives
+	}{
+		{nil, nil},
+		{true, true},
+		{false, false},
+		{42, int64(42)},
+		{int8(-8), int64(-8)},
+		{uint32(7), int64(7)},
+		{uint64(math.MaxInt64), int64(math.MaxInt64)},
+		{float32(1.5), 1.5},
+		{math.Inf(-1), math.Inf(-1)},
+		{"héllo", "héllo"},
+		{"", ""},
+		{[]byte{0, 255}, []byte{0, 255}},
+		{[]any{1, "a", nil}, []any{int64(1), "a", nil}},
+		{[]string{"x", "y"}, []any{"x", "y"}},
+		{[3]int{1, 2, 3}, []any{int64(1), int64(2), int64(3)}},
+		{map[string]any{"b": 1, "a": []any{}}, map[string]any{"a": []any{}, "b": int64(1)}},
+		{map[string]int{"n": 1}, map[string]any{"n": int64(1)}},
+	}
+	for _, tt := range tests {
+		b, err := encodeValue(nil, tt.in, 0)
+		require.NoError(t, err, "%#v", tt.in)
+		got, rest, err := decodeValue(b, 0)
+		require.NoError(t, err)
+		assert.Empty(t, rest)
+		assert.Equal(t, tt.want, got, "%#v", tt.in)
+	}
+}
+
+func TestEncodeRefuses(t *testing.T) {
+	for _, v := range []any{make(chan int), uint64(math.MaxUint64), map[int]int{1: 1}, struct{}{}, func() {}} {
+		_, err := encodeValue(nil, v, 0)
+		assert.Error(t, err, "%T", v)
+	}
+	deep := []any{}
+	for range 100 {
+		deep = []any{deep}
+	}
+	_, err := encodeValue(nil, deep, 0)
+	assert.Error(t, err)
+}
+
+func TestDecodeArgs(t *testing.T) {
+	b, err := encodeValue(nil, []any{"a"}, 0)
+	require.NoError(t, err)
+	b[0] = 't' // a tuple, as Python sends arguments
+	args, err := decodeArgs(b)
+	require.NoError(t, err)
+	assert.Equal(t, []any{"a"}, args)
+	_, err = decodeArgs(append(b, 'N'))
+	assert.Error(t, err, "trailing bytes")
+}
+
+// FuzzDecodeValue: arbitrary bytes never panic or allocate without
+// bound, and whatever decodes re-encodes stably.
+func FuzzDecodeValue(f *testing.F) {
+	for _, v := range []any{nil, 1, "s", []byte("b"), []any{1, []any{2}}, map[string]any{"k": 1.5}} {
+		b, _ := encodeValue(nil, v, 0)
+		f.Add(b)
+	}
+	f.Add([]byte("l\xff\xff\xff\xff"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, _, err := decodeValue(b, 0)
+		if err != nil {
+			return
+		}
+		enc, err := encodeValue(nil, v, 0)
+		require.NoError(t, err)
+		again, rest, err := decodeValue(enc, 0)
+		require.NoError(t, err)
+		assert.Empty(t, rest)
+		// Compare encodings: NaN is not equal to itself.
+		enc2, err := encodeValue(nil, again, 0)
+		require.NoError(t, err)
+		assert.Equal(t, enc, enc2)
+	})
+}
