@@ -2,6 +2,14 @@ module github.com/gowsgi/wsgi
 
 go 1.26.8
 
-require github.com/stretchr/testify v1.12.1
+require (
+	github.com/fsnotify/fsnotify v1.10.1
+	github.com/pelletier/go-toml/v2 v2.4.3
+	github.com/stretchr/testify v1.12.1
+	golang.org/x/crypto v0.58.0
+)
 
-require go.yaml.in/yaml/v3 v3.0.5 // indirect
+require (
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)

@@ -2,8 +2,11 @@ package wsgi
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -18,12 +21,16 @@ import (
 type Handler struct {
 	id     uint64 // names the app to Python's callbacks (bridge.go)
 	cfg    *config
-	app    *cpython.App
-	slots  chan struct{} // one token per request allowed to run Python
-	static *staticFiles  // nil unless Options.Static
-	auth   *basicAuth    // nil unless Options.BasicAuth
+	gen    atomic.Pointer[appGen] // the current import of the app
+	slots  chan struct{}          // one token per request allowed to run Python
+	static *staticFiles           // nil unless Options.Static
+	auth   *basicAuth             // nil unless Options.BasicAuth
 
 	requests atomic.Uint64 // requests served, for Requests
+	logFile  *os.File      // Options.LogFile, closed by Close
+
+	stopWatch chan struct{} // Options.Reload: stops the watcher
+	watchDone chan struct{}
 
 	mu       sync.Mutex
 	closed   bool
@@ -51,20 +58,22 @@ func New(opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, slots: make(chan struct{}, cfg.threads)}
-	h.id = registerApp(h)
-	app, sigs, err := cpython.LoadApp(h.id, cfg.name, cfg.dir, cfg.module, cfg.callable, cfg.sitePackages, cfg.pythonPath)
-	for _, s := range sigs {
-		cfg.logger.Warn("wsgi: the app set a handler for a signal while importing; the host keeps it",
-			"signal", s.String())
-	}
-	if err != nil {
-		if e, ok := err.(*cpython.Exception); ok {
-			err = newPythonError(e)
+	if cfg.logFile != "" {
+		f, err := os.OpenFile(cfg.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("wsgi: LogFile: %w", err)
 		}
-		unregisterApp(h.id)
-		return nil, &contextError{fmt.Sprintf("wsgi: loading %s:%s from %s", cfg.module, cfg.callable, cfg.dir), err}
+		h.logFile = f
+		cfg.logger = slog.New(slog.NewMultiHandler(cfg.logger.Handler(),
+			slog.NewTextHandler(f, nil).WithAttrs([]slog.Attr{slog.String("app", cfg.name)})))
 	}
-	h.app = app
+	h.id = registerApp(h)
+	app, err := h.load()
+	if err != nil {
+		h.free()
+		return nil, err
+	}
+	h.install(newGen(app, nil))
 	if cfg.static {
 		if h.static, err = newStaticFiles(filepath.Join(cfg.dir, "static"), cfg.prefix+"/static/"); err != nil {
 			h.free()
@@ -73,6 +82,12 @@ func New(opts Options) (*Handler, error) {
 	}
 	if cfg.basicAuth != nil {
 		if h.auth, err = newBasicAuth(cfg.basicAuth, cfg.name); err != nil {
+			h.free()
+			return nil, err
+		}
+	}
+	if cfg.reload {
+		if err := h.startWatching(); err != nil {
 			h.free()
 			return nil, err
 		}
@@ -94,15 +109,24 @@ func (h *Handler) Close() error {
 	}
 	h.closed = true
 	h.mu.Unlock()
+	if h.stopWatch != nil {
+		close(h.stopWatch)
+		<-h.watchDone
+	}
 	h.inflight.Wait()
 	h.free()
 	return nil
 }
 
-// free releases the app: its Python objects and its id.
+// free releases the app: its Python objects, its id and its log file.
 func (h *Handler) free() {
 	unregisterApp(h.id)
-	h.app.Free()
+	if g := h.gen.Swap(nil); g != nil {
+		g.unref()
+	}
+	if h.logFile != nil {
+		_ = h.logFile.Close()
+	}
 }
 
 // Name is the app's name, as in log records.
@@ -133,6 +157,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.inflight.Done()
 	h.requests.Add(1)
+	if h.cfg.accessLog {
+		a := &accessWriter{ResponseWriter: w}
+		defer h.logAccess(a, r, time.Now())
+		w = a
+	}
 
 	if h.auth != nil {
 		if r = h.auth.check(w, r); r == nil {
@@ -200,6 +229,12 @@ func (h *Handler) acquire(ctx context.Context) bool {
 // run calls the app and streams its response. It reports whether the
 // connection must be aborted.
 func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte) (abort bool) {
+	g := h.current()
+	defer g.unref()
+	if g.app == nil { // the last reload failed
+		h.internalError(w, g.err)
+		return false
+	}
 	x := h.exchanges.Get().(*exchange)
 	x.reset(h, w, r)
 	handle := cpython.Register(x)
@@ -217,7 +252,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte) (abort
 		x.reset(nil, nil, emptyRequest) // drop references before pooling
 		h.exchanges.Put(x)
 	}()
-	st := h.app.Start(&call, handle, env, *bufp)
+	st := g.app.Start(&call, handle, env, *bufp)
 	abort = x.serve(&call, st, *bufp)
 	if !abort && !x.drainBody() {
 		abort = true
@@ -229,7 +264,11 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte) (abort
 func (h *Handler) internalError(w http.ResponseWriter, err error) {
 	body := "500 Internal Server Error\n"
 	if h.cfg.debug {
-		if pe, ok := err.(*PythonError); ok && pe.Traceback != "" {
+		var pe *PythonError
+		if errors.As(err, &pe) && pe.Traceback != "" {
+			if err != error(pe) { // say what failed: "wsgi: loading ..."
+				body += "\n" + err.Error() + "\n"
+			}
 			body += "\n" + pe.Traceback
 		} else {
 			body += "\n" + err.Error() + "\n"

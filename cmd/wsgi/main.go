@@ -1,6 +1,11 @@
 // Command wsgi serves a Python WSGI app over HTTP from an embedded CPython.
 //
 //	wsgi -addr 127.0.0.1:8080 -dir DIR -app module:callable [-prefix /mnt] [-threads N] [-debug]
+//	wsgi -config apps.toml [-addr host:port] [-log-format text|json]
+//
+// With -config it serves every app of a TOML file, each at its prefix
+// (see package github.com/gowsgi/wsgi/config for the format); -addr and
+// -log-format, when given, override the file's addr and log_format.
 //
 // SIGTERM or SIGINT stops it gracefully: it stops accepting connections,
 // lets requests in flight finish (up to -shutdown-timeout) and exits 0.
@@ -23,6 +28,7 @@ import (
 	"time"
 
 	"github.com/gowsgi/wsgi"
+	"github.com/gowsgi/wsgi/config"
 )
 
 // Exit codes.
@@ -62,7 +68,13 @@ type flags struct {
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
 	version         bool
+	config          string
+	set             map[string]bool // the flags given on the command line
 }
+
+// appFlags describe one app on the command line; -config may not be
+// combined with them.
+var appFlags = []string{"app", "module", "callable", "dir", "prefix", "threads", "debug", "queue-timeout", "max-body"}
 
 // parseFlags parses args. It returns a non-nil error after printing the
 // problem and the usage; flag.ErrHelp for -h.
@@ -71,7 +83,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs := flag.NewFlagSet("wsgi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: wsgi [-addr host:port] [-dir DIR] -app module[:callable] [flags]\n\n")
+		fmt.Fprintf(fs.Output(), "usage: wsgi [-addr host:port] [-dir DIR] -app module[:callable] [flags]\n")
+		fmt.Fprintf(fs.Output(), "       wsgi [-addr host:port] -config FILE [flags]\n\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "`host:port` to listen on (port 0 picks a free port; the startup log shows it)")
@@ -88,10 +101,13 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish after SIGTERM or SIGINT")
 	fs.BoolVar(&f.version, "version", false, "print the Python version and executable, then exit")
+	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr and -log-format override its settings")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err // the flag package has printed the problem and usage
 	}
+	f.set = map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	usageErr := func(format string, a ...any) error {
 		err := fmt.Errorf("wsgi: "+format, a...)
 		fmt.Fprintln(stderr, err)
@@ -103,10 +119,18 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, usageErr("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	case f.version:
 		return &f, nil
+	case f.config != "":
+		for _, name := range appFlags {
+			if f.set[name] {
+				return nil, usageErr("-config may not be combined with -%s: the config file describes the apps", name)
+			}
+		}
 	case f.app != "" && (f.module != "" || f.callable != ""):
 		return nil, usageErr("-app may not be combined with -module or -callable")
 	case f.app == "" && f.module == "":
 		return nil, usageErr("no app: set -app or -module")
+	}
+	switch {
 	case f.logFormat != "text" && f.logFormat != "json":
 		return nil, usageErr("-log-format must be text or json, not %q", f.logFormat)
 	case f.threads < 0:
@@ -140,14 +164,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitOK
 	}
 
-	opts := &slog.HandlerOptions{Level: f.logLevel}
-	var logger *slog.Logger
-	if f.logFormat == "json" {
-		logger = slog.New(slog.NewJSONHandler(stderr, opts))
-	} else {
-		logger = slog.New(slog.NewTextHandler(stderr, opts))
+	if f.config != "" {
+		return runConfig(ctx, f, stderr)
 	}
-
+	logger := newLogger(stderr, f.logFormat, f.logLevel)
 	h, err := wsgi.New(wsgi.Options{
 		Dir:          f.dir,
 		App:          f.app,
@@ -164,23 +184,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		logLoadError(logger, stderr, f.logFormat == "json", err)
 		return exitFail
 	}
-
-	// Listen only once the app has imported, so that a broken app never
-	// accepts (and fails) connections.
-	ln, err := net.Listen("tcp", f.addr)
-	if err != nil {
-		logger.Error("wsgi: cannot listen", "addr", f.addr, "err", err)
-		_ = h.Close()
-		return exitFail
-	}
-
-	srv := &http.Server{
-		Handler:           h, // the handler answers 404 outside -prefix itself
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		// No WriteTimeout: WSGI responses may stream for as long as the app likes.
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
 	app := f.app
 	if app == "" {
 		app = f.module
@@ -188,13 +191,90 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			app += ":" + f.callable
 		}
 	}
-	logger.Info("wsgi: serving",
-		"addr", ln.Addr().String(),
+	// The handler answers 404 outside -prefix itself.
+	return serve(ctx, logger, f.addr, f.shutdownTimeout, h, h.Close,
 		"app", app,
 		"dir", absDir(f.dir),
 		"prefix", f.prefix,
-		"python", pythonRelease(),
 	)
+}
+
+// runConfig serves the apps of the -config file.
+func runConfig(ctx context.Context, f *flags, stderr io.Writer) int {
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		logConfigError(newLogger(stderr, f.logFormat, f.logLevel), stderr, f.logFormat == "json", f.config, err)
+		return exitFail
+	}
+	format, addr := cfg.LogFormat, cfg.Addr
+	if f.set["log-format"] || format == "" {
+		format = f.logFormat
+	}
+	if f.set["addr"] || addr == "" {
+		addr = f.addr
+	}
+	logger := newLogger(stderr, format, f.logLevel)
+	srv, err := config.NewServer(cfg, logger, nil)
+	if err != nil {
+		logLoadError(logger, stderr, format == "json", err)
+		return exitFail
+	}
+	for _, a := range cfg.Apps {
+		prefix := a.Prefix
+		if prefix == "" {
+			prefix = "/"
+		}
+		callable := a.Callable
+		if callable == "" {
+			callable = "application"
+		}
+		logger.Info("wsgi: mounted",
+			"app", a.Name, // as in the app's own records
+			"prefix", prefix,
+			"dir", a.Dir,
+			"module", a.Module+":"+callable,
+			"protocol", a.Protocol,
+		)
+	}
+	return serve(ctx, logger, addr, f.shutdownTimeout, srv, srv.Close,
+		"config", absDir(f.config),
+		"apps", len(cfg.Apps),
+	)
+}
+
+// newLogger logs to stderr in format ("text" or "json").
+func newLogger(stderr io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(stderr, opts))
+}
+
+// serve listens on addr and serves h until ctx is done, then shuts down
+// gracefully and closes the apps with closeApps. attrs describe the apps
+// in the startup record. It returns the process exit code.
+func serve(ctx context.Context, logger *slog.Logger, addr string, grace time.Duration,
+	h http.Handler, closeApps func() error, attrs ...any) int {
+	// Listen only once the apps have imported, so that a broken app never
+	// accepts (and fails) connections.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		logger.Error("wsgi: cannot listen", "addr", addr, "err", err)
+		_ = closeApps()
+		return exitFail
+	}
+
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// No WriteTimeout: WSGI responses may stream for as long as the app likes.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	attrs = append([]any{"addr", ln.Addr().String()}, attrs...)
+	attrs = append(attrs, "python", pythonRelease())
+	logger.Info("wsgi: serving", attrs...)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -203,27 +283,47 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	case err := <-errc:
 		// Serve only returns early on a broken listener.
 		logger.Error("wsgi: serving failed", "err", err)
-		_ = h.Close()
+		_ = closeApps()
 		return exitFail
 	case <-ctx.Done():
 	}
 
-	logger.Info("wsgi: shutting down; finishing requests in flight", "grace", f.shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	logger.Info("wsgi: shutting down; finishing requests in flight", "grace", grace)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		// Python code cannot be interrupted, so do not wait for
-		// h.Close: the requests still running die with the process.
+		// closeApps: the requests still running die with the process.
 		logger.Error("wsgi: grace period over; dropping requests in flight", "err", err)
 		_ = srv.Close()
 		return exitFail
 	}
-	if err := h.Close(); err != nil {
+	if err := closeApps(); err != nil {
 		logger.Error("wsgi: closing the app", "err", err)
 		return exitFail
 	}
 	logger.Info("wsgi: stopped")
 	return exitOK
+}
+
+// logConfigError reports a config file that Load refused: one problem a
+// line, each "FILE:LINE: ...", as a compiler does (in JSON, one record a
+// problem).
+func logConfigError(logger *slog.Logger, stderr io.Writer, json bool, file string, err error) {
+	problems := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		problems = j.Unwrap()
+	}
+	if json {
+		for _, p := range problems {
+			logger.Error("wsgi: bad config", "file", file, "err", p.Error())
+		}
+		return
+	}
+	logger.Error("wsgi: bad config; problems follow", "file", file, "problems", len(problems))
+	for _, p := range problems {
+		_, _ = io.WriteString(stderr, p.Error()+"\n")
+	}
 }
 
 // logLoadError reports an app that could not be loaded, with its Python

@@ -176,10 +176,27 @@ func LoadApp(id uint64, name, dir, module, callable, sitePackages string, python
 	return &App{p: p}, sigs, nil
 }
 
-// Free drops the app's Python references. No request may be running.
+// PurgeModules forgets (removes from sys.modules) every module loaded from
+// a file under dir, so that the next import reads the files again. It runs
+// on Python's main thread, where apps are imported.
+func PurgeModules(dir string) error {
+	fn, arg := C.CString("purge_modules"), C.CString(dir)
+	defer C.free(unsafe.Pointer(fn))
+	defer C.free(unsafe.Pointer(arg))
+	var e C.wsgi_error
+	var rc C.int
+	onMainThread(func() { rc = C.wsgi_host_call(fn, arg, &e) })
+	if rc != 0 {
+		return takeError(&e)
+	}
+	return nil
+}
+
+// Free drops the app's Python references and collects the garbage they
+// leave (a module is full of reference cycles). No request may be running.
 func (a *App) Free() {
 	if a.p != nil {
-		C.wsgi_app_free(a.p)
+		C.wsgi_app_free(a.p, 1)
 		a.p = nil
 	}
 }

@@ -156,6 +156,18 @@ def _load_module(directory, module):
     return mod
 
 
+def purge_modules(directory):
+    """Forgets every module loaded from a file under directory (a reload
+    imports them again). Extension modules cannot really be reloaded:
+    CPython keeps their first import."""
+    prefix = os.path.join(os.path.abspath(directory), "")
+    for name, mod in list(sys.modules.items()):
+        path = getattr(mod, "__file__", None)
+        if isinstance(path, str) and os.path.abspath(path).startswith(prefix):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+
+
 def load_app(name, directory, module, callable_name, site_packages, *python_path):
     """Returns (app, base environ) for the Go host."""
     # Dir first, then PythonPath in order, then the virtualenv's

@@ -745,11 +745,14 @@ fail:
     return NULL;
 }
 
-void wsgi_app_free(wsgi_app *app) {
+void wsgi_app_free(wsgi_app *app, int collect) {
     if (app == NULL) return;
     enter();
     Py_CLEAR(app->callable);
     Py_CLEAR(app->base_env);
+    // A module's functions and its globals form cycles: only the
+    // collector frees a dropped app.
+    if (collect) PyGC_Collect();
     leave();
     free(app);
 }
@@ -1078,6 +1081,19 @@ int wsgi_req_finish(wsgi_req *req, wsgi_error *err) {
     }
     req_free(req);
     leave_req();
+    return rc;
+}
+
+int wsgi_host_call(const char *fn, const char *arg, wsgi_error *err) {
+    int rc = 0;
+    enter();
+    PyObject *r = PyObject_CallMethod(host_mod, fn, "s", arg);
+    if (r == NULL) {
+        take_error(err);
+        rc = -1;
+    }
+    Py_XDECREF(r);
+    leave();
     return rc;
 }
 

@@ -74,7 +74,9 @@ const char *wsgi_version(void);
 // id names the app to the Go callbacks (gohost calls, log records).
 wsgi_app *wsgi_app_load(uint64_t id, const char *strs, int64_t strslen, int32_t nstrs,
                         int64_t *restored, wsgi_error *err);
-void wsgi_app_free(wsgi_app *app);
+// Drops the app's references; with collect, runs the cyclic garbage
+// collector so that the app's module is freed now (reloads).
+void wsgi_app_free(wsgi_app *app, int collect);
 
 // Runs the app for one request: builds the environ from the packed buffer
 // (format in environ.go), calls the app and takes the first step of its
@@ -93,6 +95,9 @@ void wsgi_req_next(wsgi_req *req, wsgi_step *step);
 // so that kept references raise, and frees the request. Returns 0, or -1
 // with err set when close() raised.
 int wsgi_req_finish(wsgi_req *req, wsgi_error *err);
+
+// Calls fn(arg) of the host helper module (host.py) under the GIL.
+int wsgi_host_call(const char *fn, const char *arg, wsgi_error *err);
 
 // Runs a few lines of Python in __main__ under the GIL (tests and the
 // command's diagnostics). Returns the str() of the value of the last

@@ -73,6 +73,9 @@ func LoadApp(id uint64, name, dir, module, callable, sitePackages string, python
 	return nil, nil, errNoCgo
 }
 
+// PurgeModules fails without cgo.
+func PurgeModules(dir string) error { return errNoCgo }
+
 // Free does nothing.
 func (a *App) Free() {}
 

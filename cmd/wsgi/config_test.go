@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// writeConfig writes an apps.toml whose apps live in testdata and returns
+// its path. %[1]q in content is the testdata directory.
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "apps.toml")
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(content, testdata)), 0o644))
+	return path
+}
+
+func TestConfigServesTwoApps(t *testing.T) {
+	t.Parallel()
+	// The file's addr (port 0) and log_format (json) apply.
+	p := start(t, nil, "-config", filepath.Join(testdata, "apps.toml"))
+	base := "http://" + p.addr(t)
+
+	code, body := get(t, base+"/a/x")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "hello script_name='/a' path_info='/x'\n", body)
+	code, body = get(t, base+"/b/y")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "hello script_name='/b' path_info='/y'\n", body)
+	code, _ = get(t, base+"/c/")
+	assert.Equal(t, http.StatusNotFound, code)
+
+	req, err := http.NewRequest(http.MethodGet, base+"/", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	require.NoError(t, err)
+	var list struct {
+		Apps []struct {
+			Name, Prefix string
+			Requests     int
+		}
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+	resp.Body.Close()
+	require.Len(t, list.Apps, 2)
+	assert.Equal(t, "a", list.Apps[0].Name)
+	assert.Equal(t, "/a", list.Apps[0].Prefix)
+	assert.Equal(t, 1, list.Apps[0].Requests)
+	assert.Equal(t, "b", list.Apps[1].Name)
+	assert.Equal(t, "/b", list.Apps[1].Prefix)
+
+	assert.Equal(t, 0, p.stop(t), p.stderr())
+	var mounted []map[string]any
+	for _, line := range strings.Split(p.stderr(), "\n") {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), "log_format json from the file: %s", line)
+		if rec["msg"] == "wsgi: mounted" {
+			mounted = append(mounted, rec)
+		}
+	}
+	require.Len(t, mounted, 2, p.stderr())
+	assert.Equal(t, "a", mounted[0]["app"])
+	assert.Equal(t, "/a", mounted[0]["prefix"])
+	assert.Equal(t, testdata, mounted[0]["dir"], "dir is relative to the config file")
+	assert.Equal(t, "b", mounted[1]["app"])
+	assert.Equal(t, "/b", mounted[1]["prefix"])
+	assert.Contains(t, p.stderr(), `"msg":"wsgi: stopped"`)
+}
+
+func TestConfigFlagsOverrideTheFile(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { taken.Close() })
+	path := writeConfig(t, `addr = "`+taken.Addr().String()+`"
+log_format = "json"
+
+[[app]]
+name = "hello"
+prefix = "/hello"
+dir = %[1]q
+module = "hello"
+`)
+
+	t.Run("file addr", func(t *testing.T) {
+		t.Parallel()
+		code, _, stderr := runBinary(t, "-config", path)
+		assert.Equal(t, 1, code, stderr)
+		assert.Contains(t, stderr, `"msg":"wsgi: cannot listen"`)
+		assert.Contains(t, stderr, taken.Addr().String())
+	})
+	t.Run("-addr and -log-format", func(t *testing.T) {
+		t.Parallel()
+		p := start(t, nil, "-config", path, "-addr", "127.0.0.1:0", "-log-format", "text")
+		addr := p.addr(t)
+		assert.NotEqual(t, taken.Addr().String(), addr)
+		code, body := get(t, "http://"+addr+"/hello/x")
+		assert.Equal(t, http.StatusOK, code)
+		assert.Equal(t, "hello script_name='/hello' path_info='/x'\n", body)
+		assert.Equal(t, 0, p.stop(t), p.stderr())
+		assert.Contains(t, p.stderr(), `msg="wsgi: mounted" app=hello prefix=/hello`, "text, from -log-format")
+	})
+}
+
+func TestConfigBadFile(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, `[[app]]
+name = "a"
+prefix = "/a"
+dir = %[1]q
+module = "hello"
+prefx = "/b"
+
+[[app]]
+name = "b"
+prefix = "/a"
+dir = "nope"
+module = "hello"
+`)
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			code, _, stderr := runBinary(t, "-config", path, "-addr", "127.0.0.1:0", "-log-format", format)
+			assert.Equal(t, 1, code, stderr)
+			want := path + `:6: app "a": key "prefx" is not allowed`
+			if format == "json" {
+				b, err := json.Marshal(want)
+				require.NoError(t, err)
+				want = string(b[1 : len(b)-1])
+			}
+			assert.Contains(t, stderr, want)
+			assert.NotContains(t, stderr, "wsgi: serving", "nothing listens")
+		})
+	}
+
+	t.Run("several problems", func(t *testing.T) {
+		t.Parallel()
+		path := writeConfig(t, `[[app]]
+name = "a"
+prefix = "/a"
+dir = %[1]q
+module = "hello"
+
+[[app]]
+name = "b"
+prefix = "/a"
+dir = "nope"
+`)
+		code, _, stderr := runBinary(t, "-config", path, "-addr", "127.0.0.1:0")
+		assert.Equal(t, 1, code, stderr)
+		assert.Contains(t, stderr, "wsgi: bad config; problems follow")
+		assert.Contains(t, stderr, "\n"+path+`:9: app "b": prefix "/a" is already used by app "a" (line 3)`+"\n")
+		assert.Contains(t, stderr, "\n"+path+`:10: app "b": dir "nope" does not exist`+"\n")
+		assert.Contains(t, stderr, "\n"+path+`:7: app "b": missing key "module"`+"\n")
+		assert.NotContains(t, stderr, "wsgi: serving")
+	})
+
+	t.Run("missing file", func(t *testing.T) {
+		t.Parallel()
+		code, _, stderr := runBinary(t, "-config", filepath.Join(t.TempDir(), "none.toml"))
+		assert.Equal(t, 1, code, stderr)
+		assert.Contains(t, stderr, "none.toml")
+		assert.NotContains(t, stderr, "wsgi: serving")
+	})
+}
+
+func TestConfigAppFailsToLoad(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, `[[app]]
+name = "good"
+prefix = "/good"
+dir = %[1]q
+module = "hello"
+
+[[app]]
+name = "bad"
+prefix = "/bad"
+dir = %[1]q
+module = "import_error"
+`)
+	code, _, stderr := runBinary(t, "-config", path, "-addr", "127.0.0.1:0")
+	assert.Equal(t, 1, code, stderr)
+	assert.Contains(t, stderr, `wsgi: app \"bad\": loading import_error:application`)
+	assert.Contains(t, stderr, "Traceback (most recent call last):")
+	assert.Contains(t, stderr, "wsgi_test_no_such_module")
+	assert.NotContains(t, stderr, "wsgi: serving")
+}
+
+func TestConfigFlagConflicts(t *testing.T) {
+	t.Parallel()
+	for _, flags := range [][]string{
+		{"-app", "hello"}, {"-module", "hello"}, {"-callable", "app"}, {"-dir", "."}, {"-prefix", "/x"},
+		{"-threads", "2"}, {"-debug"}, {"-queue-timeout", "1s"}, {"-max-body", "10"},
+	} {
+		t.Run(flags[0], func(t *testing.T) {
+			t.Parallel()
+			var stderr bytes.Buffer
+			args := append([]string{"-config", "apps.toml"}, flags...)
+			assert.Equal(t, 2, run(context.Background(), args, &stderr))
+			assert.Contains(t, stderr.String(), "wsgi: -config may not be combined with "+flags[0])
+			assert.Contains(t, stderr.String(), "usage: wsgi")
+		})
+	}
+	t.Run("bad -log-format", func(t *testing.T) {
+		t.Parallel()
+		var stderr bytes.Buffer
+		assert.Equal(t, 2, run(context.Background(), []string{"-config", "apps.toml", "-log-format", "xml"}, &stderr))
+		assert.Contains(t, stderr.String(), "-log-format")
+	})
+}
+
+// TestRunConfigInProcess serves a config file from run itself and stops it
+// through ctx, as main does on a signal.
+func TestRunConfigInProcess(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run(ctx, []string{"-config", filepath.Join(testdata, "apps.toml"), "-addr", "127.0.0.1:0"}, &stderr)
+	}()
+
+	var addr string
+	require.Eventually(t, func() bool {
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if addr = startupAddr(line); addr != "" {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond, "no startup record: %s", &stderr)
+
+	code, body := get(t, "http://"+addr+"/b/in-process")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "hello script_name='/b' path_info='/in-process'\n", body)
+
+	cancel()
+	select {
+	case c := <-exit:
+		assert.Equal(t, 0, c, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	_, err := net.DialTimeout("tcp", addr, time.Second)
+	assert.Error(t, err, "the listener must be closed after run returns")
+}

@@ -1,0 +1,759 @@
+// Package config serves several WSGI apps from one process, described by a
+// TOML file or by the same settings built as a Go struct.
+//
+// # The file
+//
+// One [[app]] table per app; the top-level keys set the server. Every key
+// is snake_case; a key the package does not know is an error, as is a value
+// of the wrong type. Relative paths (dir, log_file, auth.htpasswd) are
+// relative to the directory that holds the file.
+//
+//	addr = "127.0.0.1:8080"   # host:port to listen on (the wsgi command's -addr wins)
+//	access_log = true         # one log record per request; default false
+//	log_format = "json"       # "text" (default) or "json" (-log-format wins)
+//
+//	[[app]]
+//	name = "blog"             # required, unique; tags the app's log records
+//	prefix = "/blog"          # mount path; "" or "/" (the default) is the root
+//	dir = "blog"              # required: the app directory, first on sys.path
+//	module = "app"            # required: module file without .py (dots for packages)
+//	callable = "app"          # default "application"
+//	protocol = "wsgi"         # "wsgi" (default); "asgi" and "auto" once supported
+//	debug = true              # tracebacks in 500 responses and reload on .py changes
+//	static = "always"         # "always" serves <dir>/static at <prefix>/static/; "no" (default)
+//	threads = 16              # requests in the app at once; 0 (default) means 8
+//	log_file = "logs/blog.log" # also append the app's log records here
+//
+//	[app.auth]                # HTTP Basic authentication before the app
+//	type = "basic"            # default "basic", the only type
+//	htpasswd = "users.htpasswd" # required: user:bcrypt-hash lines
+//	realm = "Blog"            # default: the app's name
+//	pass_authorization = false # pass the Authorization header on to the app
+//
+//	[app.env]                 # extra environ keys for every request
+//	BLOG_MODE = "production"
+//
+//	[[app]]
+//	name = "shop"
+//	prefix = "/shop"
+//	dir = "/srv/shop"
+//	module = "shop.wsgi"
+//
+// Load parses and checks a file; each problem is reported as
+// "FILE:LINE: app "NAME": ..." naming the key. A syntax error or a value of
+// the wrong type stops at the first; otherwise Load reports every problem
+// it finds (unknown keys, then bad values), one a line. Config.Validate checks a Config
+// built in Go. NewServer imports every app and mounts it at its prefix.
+//
+// # Built-in Go functions
+//
+// Every app may call these through the gohost module (see
+// wsgi.Options.Functions), next to the extra functions given to NewServer
+// (an extra function of the same name replaces a built-in one):
+//
+//   - ping() returns "pong"; its arguments are ignored.
+//   - host() returns a dict: "go_version" (the Go runtime's version),
+//     "uptime_seconds" (a float, since NewServer was called) and "apps",
+//     a list of dicts with each app's "name", "prefix" ("/" for the root)
+//     and "requests" (requests served so far).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// Config is a server of several apps: the contents of a config file.
+type Config struct {
+	// Addr is the host:port to listen on. If empty, the wsgi command's
+	// default (127.0.0.1:8080). A Server does not listen; only the command
+	// uses it.
+	Addr string `toml:"addr"`
+
+	// AccessLog logs one record per request of every app. If false, there
+	// is no access log.
+	AccessLog bool `toml:"access_log"`
+
+	// LogFormat is "text" or "json", for the wsgi command's log. If empty,
+	// "text".
+	LogFormat string `toml:"log_format"`
+
+	// Apps are the apps to serve, each at its own prefix. At least one.
+	Apps []App `toml:"app"`
+}
+
+// App is one app of a Config. Each field maps to wsgi.Options.
+type App struct {
+	// Name tags the app's log records and names it in errors and in the
+	// listing. Required, unique.
+	Name string `toml:"name"`
+
+	// Prefix is the URL path the app is mounted at ("/blog"). A trailing
+	// slash is dropped. If empty or "/", the app is mounted at the root.
+	// Unique.
+	Prefix string `toml:"prefix"`
+
+	// Dir is the app directory (wsgi.Options.Dir). Required. In a file, a
+	// relative Dir is relative to the file's directory.
+	Dir string `toml:"dir"`
+
+	// Module is the module that holds the app, without ".py". Required.
+	Module string `toml:"module"`
+
+	// Callable is the WSGI callable in Module. If empty, "application".
+	Callable string `toml:"callable"`
+
+	// Protocol is "wsgi", "asgi" or "auto" (wsgi.Options.Protocol).
+	// If empty, "wsgi".
+	Protocol string `toml:"protocol"`
+
+	// Debug puts tracebacks in 500 responses and re-imports the app when
+	// a .py file under Dir changes (wsgi.Options.Debug and Reload). If
+	// false, neither.
+	Debug bool `toml:"debug"`
+
+	// Static is "always" to serve <Dir>/static at <Prefix>/static/ from Go,
+	// or "no" to leave those URLs to the app. If empty, "no".
+	Static string `toml:"static"`
+
+	// Auth, when set, requires authentication before a request reaches
+	// the app. If nil, the app is open.
+	Auth *Auth `toml:"auth"`
+
+	// Threads is how many requests may be in the app at once. If zero, 8.
+	Threads int `toml:"threads"`
+
+	// Env holds extra environ keys for every request. If nil, none.
+	Env map[string]string `toml:"env"`
+
+	// LogFile, when set, also appends the app's log records to this file.
+	// In a file, a relative path is relative to the file's directory. If
+	// empty, records go to the logger only.
+	LogFile string `toml:"log_file"`
+}
+
+// Auth is an app's authentication (wsgi.Options.BasicAuth).
+type Auth struct {
+	// Type is the scheme: "basic". If empty, "basic".
+	Type string `toml:"type"`
+
+	// Htpasswd is a file of "user:bcrypt-hash" lines (htpasswd -B).
+	// Required. In a file, a relative path is relative to the file's
+	// directory.
+	Htpasswd string `toml:"htpasswd"`
+
+	// Realm is sent in WWW-Authenticate. If empty, the app's name.
+	Realm string `toml:"realm"`
+
+	// PassAuthorization passes the Authorization header on to the app.
+	// If false, the app never sees the credentials.
+	PassAuthorization bool `toml:"pass_authorization"`
+}
+
+// Error is one problem with a configuration.
+type Error struct {
+	// File is the config file as given to Load, or "" for a Config built
+	// in Go.
+	File string
+	// Line is the problem's line in File (1-based), or 0 if none.
+	Line int
+	// App is the app's name, "#N" (1-based) for an app without one, or ""
+	// for a top-level setting.
+	App string
+	// Key is the key at fault ("prefix", "auth.htpasswd"), or "" if the
+	// problem is not one key's.
+	Key string
+	// Msg says what is wrong.
+	Msg string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	switch {
+	case e.File != "" && e.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	case e.File != "":
+		b.WriteString(e.File + ": ")
+	default:
+		b.WriteString("wsgi: ")
+	}
+	switch {
+	case strings.HasPrefix(e.App, "#"):
+		b.WriteString("app " + e.App + ": ")
+	case e.App != "":
+		fmt.Fprintf(&b, "app %q: ", e.App)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads the TOML file at path and checks it as Validate does, with
+// each problem reported at its line. Relative paths in the file are made
+// absolute against the file's directory, prefixes are normalised ("/x",
+// "" for the root) and empty settings get their defaults in the returned
+// Config. An error lists every problem found, one a line; each is an
+// *Error (use errors.As).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("wsgi: reading config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("wsgi: reading config: %w", err)
+	}
+	base := filepath.Dir(abs)
+	idx := indexDocument(data)
+
+	var cfg Config
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, decodeError(path, idx, err)
+	}
+	v := &validator{file: path, base: base, idx: idx}
+	v.check(&cfg)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	cfg.normalise(base)
+	return &cfg, nil
+}
+
+// Validate checks a Config built in Go: what Load checks, without line
+// numbers. Relative paths are relative to the current directory. It does
+// not change c.
+func (c *Config) Validate() error {
+	v := &validator{}
+	v.check(c)
+	return v.err()
+}
+
+// normalise fills in defaults and makes paths absolute against base.
+func (c *Config) normalise(base string) {
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		a.Prefix, _ = cleanPrefix(a.Prefix)
+		a.Dir = resolvePath(base, a.Dir)
+		if a.LogFile != "" {
+			a.LogFile = resolvePath(base, a.LogFile)
+		}
+		if a.Protocol == "" {
+			a.Protocol = "wsgi"
+		}
+		if a.Static == "" {
+			a.Static = "no"
+		}
+		if a.Auth != nil {
+			auth := *a.Auth
+			if auth.Type == "" {
+				auth.Type = "basic"
+			}
+			auth.Htpasswd = resolvePath(base, auth.Htpasswd)
+			a.Auth = &auth
+		}
+	}
+}
+
+// resolvePath makes p absolute against base ("" means the current
+// directory).
+func resolvePath(base, p string) string {
+	if base != "" && !filepath.IsAbs(p) {
+		p = filepath.Join(base, p)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}
+
+// Expected types of the keys, for type errors. Keys of an app have no
+// "app." in front; "env.*" stands for every key of env.
+var keyTypes = map[string]string{
+	"addr":                    "a string",
+	"access_log":              "a boolean",
+	"log_format":              "a string",
+	"app":                     "an array of tables ([[app]])",
+	"name":                    "a string",
+	"prefix":                  "a string",
+	"dir":                     "a string",
+	"module":                  "a string",
+	"callable":                "a string",
+	"protocol":                "a string",
+	"debug":                   "a boolean",
+	"static":                  `a string ("always" or "no")`,
+	"auth":                    "a table",
+	"auth.type":               "a string",
+	"auth.htpasswd":           "a string",
+	"auth.realm":              "a string",
+	"auth.pass_authorization": "a boolean",
+	"threads":                 "an integer",
+	"env":                     "a table of strings",
+	"env.*":                   "a string",
+	"log_file":                "a string",
+}
+
+// tomlTypeRe finds the TOML type in go-toml's type mismatch message,
+// "cannot decode TOML string into ...".
+var tomlTypeRe = regexp.MustCompile(`cannot decode TOML (\w+)`)
+
+// decodeError turns the decoder's error into *Error values with lines.
+func decodeError(file string, idx *docIndex, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		errs := make([]error, 0, len(strict.Errors))
+		for i := range strict.Errors {
+			de := &strict.Errors[i]
+			line, _ := de.Position()
+			_, app, key := idx.splitKey(line, de.Key())
+			errs = append(errs, &Error{File: file, Line: line, App: app, Key: key,
+				Msg: fmt.Sprintf("key %q is not allowed", key)})
+		}
+		return joinErrors(errs)
+	}
+	var de *toml.DecodeError
+	if !errors.As(err, &de) {
+		return &Error{File: file, Msg: err.Error()}
+	}
+	line, _ := de.Position()
+	msg := strings.TrimPrefix(de.Error(), "toml: ")
+	if len(de.Key()) == 0 {
+		app := ""
+		if i := idx.appAt(line); i >= 0 {
+			app = idx.label(i)
+		}
+		return &Error{File: file, Line: line, App: app, Msg: msg}
+	}
+	if strings.HasPrefix(msg, "key ") && strings.HasSuffix(msg, " is already defined") {
+		_, app, key := idx.splitKey(line, de.Key())
+		return &Error{File: file, Line: line, App: app, Key: key, Msg: fmt.Sprintf("key %q is defined twice", key)}
+	}
+	i, app, key := idx.splitKey(line, de.Key())
+	// In app = [{...}] the decoder names only "app"; keep its message.
+	if m := tomlTypeRe.FindStringSubmatch(msg); m != nil && !(key == "app" && i >= 0) {
+		if key == "env" && i >= 0 && idx.apps[i].kind["env"] == unstable.InlineTable {
+			return &Error{File: file, Line: line, App: app, Key: key,
+				Msg: fmt.Sprintf(`"env" values must be strings, not %s`, article(m[1]))}
+		}
+		want := keyTypes[key]
+		if want == "" && strings.HasPrefix(key, "env.") {
+			want = keyTypes["env.*"]
+		}
+		if want != "" {
+			return &Error{File: file, Line: line, App: app, Key: key,
+				Msg: fmt.Sprintf("%q must be %s, not %s", key, want, article(m[1]))}
+		}
+	}
+	return &Error{File: file, Line: line, App: app, Key: key, Msg: fmt.Sprintf("%q: %s", key, msg)}
+}
+
+// article puts "a" or "an" before a TOML type name.
+func article(typ string) string {
+	if typ != "" && strings.ContainsRune("aeiou", rune(typ[0])) {
+		return "an " + typ
+	}
+	return "a " + typ
+}
+
+func joinErrors(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+// docIndex records where keys are in a TOML document, for messages about
+// values that decoded fine but are wrong.
+type docIndex struct {
+	top     map[string]int // top-level key path -> line
+	apps    []appLines
+	regions []region // the tables, in order
+}
+
+// region is a table header's line and the app it belongs to (-1 for none).
+type region struct{ line, app int }
+
+// appLines is where one [[app]] table and its keys are.
+type appLines struct {
+	line int                      // the [[app]] header (or inline table)
+	name string                   // its name, if a string
+	keys map[string]int           // key path within the app ("auth.htpasswd") -> line
+	kind map[string]unstable.Kind // key path -> the value's kind
+}
+
+// indexDocument walks the document with go-toml's parser. A document that
+// does not parse is indexed up to the error (the decoder reports it).
+func indexDocument(data []byte) *docIndex {
+	idx := &docIndex{top: map[string]int{}}
+	var p unstable.Parser
+	p.Reset(data)
+	app := -1          // the app the current table belongs to
+	var table []string // the current table's path within it (or the top level)
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			key, line := keyParts(&p, e.Key())
+			switch {
+			case len(key) == 1 && key[0] == "app":
+				idx.apps = append(idx.apps, newAppLines(line))
+				app, table = len(idx.apps)-1, nil
+			case len(key) > 1 && key[0] == "app" && app >= 0:
+				table = key[1:]
+				idx.apps[app].keys[strings.Join(table, ".")] = line
+			default:
+				app, table = -1, key
+				idx.top[strings.Join(key, ".")] = line
+			}
+			idx.regions = append(idx.regions, region{line, app})
+		case unstable.KeyValue:
+			key, line := keyParts(&p, e.Key())
+			path := append(append([]string(nil), table...), key...)
+			if app >= 0 {
+				idx.addAppKey(&p, app, path, line, e.Value())
+				continue
+			}
+			idx.top[strings.Join(path, ".")] = line
+			if len(path) == 1 && path[0] == "app" && e.Value().Kind == unstable.Array {
+				// app = [{...}, {...}]
+				for it := e.Value().Children(); it.Next(); {
+					n := it.Node()
+					if n.Kind != unstable.InlineTable {
+						continue
+					}
+					idx.apps = append(idx.apps, newAppLines(nodeLine(&p, n, line)))
+					idx.regions = append(idx.regions, region{idx.apps[len(idx.apps)-1].line, len(idx.apps) - 1})
+					idx.addInline(&p, len(idx.apps)-1, nil, n)
+				}
+			}
+		}
+	}
+	return idx
+}
+
+func newAppLines(line int) appLines {
+	return appLines{line: line, keys: map[string]int{}, kind: map[string]unstable.Kind{}}
+}
+
+// addAppKey records a key of app i, and the keys of an inline table value.
+func (idx *docIndex) addAppKey(p *unstable.Parser, i int, path []string, line int, value *unstable.Node) {
+	a := &idx.apps[i]
+	a.keys[strings.Join(path, ".")] = line
+	a.kind[strings.Join(path, ".")] = value.Kind
+	if len(path) == 1 && path[0] == "name" && value.Kind == unstable.String {
+		a.name = string(value.Data)
+	}
+	if value.Kind == unstable.InlineTable {
+		idx.addInline(p, i, path, value)
+	}
+}
+
+// addInline records the keys of an inline table at path in app i.
+func (idx *docIndex) addInline(p *unstable.Parser, i int, path []string, table *unstable.Node) {
+	for it := table.Children(); it.Next(); {
+		kv := it.Node()
+		if kv.Kind != unstable.KeyValue {
+			continue
+		}
+		key, line := keyParts(p, kv.Key())
+		idx.addAppKey(p, i, append(append([]string(nil), path...), key...), line, kv.Value())
+	}
+}
+
+// keyParts returns a key's parts and the line of its first part.
+func keyParts(p *unstable.Parser, it unstable.Iterator) ([]string, int) {
+	var parts []string
+	line := 0
+	for it.Next() {
+		n := it.Node()
+		if line == 0 {
+			line = nodeLine(p, n, 0)
+		}
+		parts = append(parts, string(n.Data))
+	}
+	return parts, line
+}
+
+// nodeLine is the line a node starts on, or def if it has no position.
+func nodeLine(p *unstable.Parser, n *unstable.Node, def int) int {
+	if n.Raw.Length == 0 && n.Raw.Offset == 0 {
+		return def
+	}
+	return p.Shape(n.Raw).Start.Line
+}
+
+// appAt returns the index of the app whose table holds line, or -1.
+func (idx *docIndex) appAt(line int) int {
+	found := -1
+	for _, r := range idx.regions {
+		if r.line <= line {
+			found = r.app
+		}
+	}
+	return found
+}
+
+// splitKey turns a decoder key (["app", "auth", "typ"]) into the app's
+// index and label and the key within it, using the line to tell the apps
+// apart. The decoder's key may lack the "app" part.
+func (idx *docIndex) splitKey(line int, key toml.Key) (i int, app, rest string) {
+	i = idx.appAt(line)
+	if i < 0 {
+		return -1, "", strings.Join(key, ".")
+	}
+	if len(key) > 1 && key[0] == "app" {
+		key = key[1:]
+	}
+	return i, idx.label(i), strings.Join(key, ".")
+}
+
+func (idx *docIndex) label(i int) string {
+	if i < len(idx.apps) && idx.apps[i].name != "" {
+		return idx.apps[i].name
+	}
+	return "#" + strconv.Itoa(i+1)
+}
+
+// validator collects the problems of a Config.
+type validator struct {
+	file string    // "" for a Config built in Go
+	base string    // directory relative paths are resolved against ("" for the current one)
+	idx  *docIndex // nil for a Config built in Go
+	errs []error
+}
+
+// err returns the problems in the order of their lines.
+func (v *validator) err() error {
+	slices.SortStableFunc(v.errs, func(a, b error) int {
+		return a.(*Error).Line - b.(*Error).Line
+	})
+	return joinErrors(v.errs)
+}
+
+// line is where key of app i is (or the app's table if the key is not
+// there); for a top-level key (i < 0), the key's line or 0.
+func (v *validator) line(i int, key string) int {
+	if v.idx == nil {
+		return 0
+	}
+	if i < 0 {
+		return v.idx.top[key]
+	}
+	if i >= len(v.idx.apps) {
+		return 0
+	}
+	a := v.idx.apps[i]
+	for k := key; k != ""; {
+		if l, ok := a.keys[k]; ok {
+			return l
+		}
+		dot := strings.LastIndexByte(k, '.')
+		if dot < 0 {
+			break
+		}
+		k = k[:dot]
+	}
+	return a.line
+}
+
+func (v *validator) add(app string, i int, key, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.file, Line: v.line(i, key), App: app, Key: key,
+		Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) check(c *Config) {
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		v.add("", -1, "log_format", `log_format %q must be "text" or "json"`, c.LogFormat)
+	}
+	if c.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			v.add("", -1, "addr", "addr %q is not host:port", c.Addr)
+		}
+	}
+	if len(c.Apps) == 0 {
+		v.errs = append(v.errs, &Error{File: v.file, Key: "app", Msg: "no apps: add an [[app]] table"})
+		return
+	}
+	type seen struct {
+		name string
+		i    int
+	}
+	names := map[string]int{}
+	prefixes := map[string]seen{}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		label := a.Name
+		if label == "" {
+			label = "#" + strconv.Itoa(i+1)
+		}
+		if a.Name == "" {
+			v.add(label, i, "name", `missing key "name"`)
+		} else if j, dup := names[a.Name]; dup {
+			v.add(label, i, "name", "name %q is already used by the app %s", a.Name, v.where(j, "name"))
+		} else {
+			names[a.Name] = i
+		}
+
+		if p, err := cleanPrefix(a.Prefix); err != nil {
+			v.add(label, i, "prefix", "prefix %q %s", a.Prefix, err)
+		} else if other, dup := prefixes[p]; dup {
+			shown := p
+			if shown == "" {
+				shown = "/"
+			}
+			v.add(label, i, "prefix", "prefix %q is already used by app %q%s", shown, other.name, v.at(other.i, "prefix"))
+		} else {
+			prefixes[p] = seen{label, i}
+		}
+
+		if a.Dir == "" {
+			v.add(label, i, "dir", `missing key "dir"`)
+		} else {
+			v.checkPath(label, i, "dir", a.Dir, true)
+		}
+		switch {
+		case a.Module == "":
+			v.add(label, i, "module", `missing key "module"`)
+		case strings.HasSuffix(a.Module, ".py"):
+			v.add(label, i, "module", "module %q: write it without .py", a.Module)
+		case !isDottedName(a.Module):
+			v.add(label, i, "module", "module %q is not a Python module name", a.Module)
+		}
+		if a.Callable != "" && !isDottedName(a.Callable) {
+			v.add(label, i, "callable", "callable %q is not a Python name", a.Callable)
+		}
+		switch a.Protocol {
+		case "", "wsgi", "asgi", "auto":
+		default:
+			v.add(label, i, "protocol", `protocol %q must be "wsgi", "asgi" or "auto"`, a.Protocol)
+		}
+		switch a.Static {
+		case "", "always", "no":
+		default:
+			v.add(label, i, "static", `static %q must be "always" or "no"`, a.Static)
+		}
+		if a.Threads < 0 {
+			v.add(label, i, "threads", "threads %d must not be negative", a.Threads)
+		}
+		for k := range a.Env {
+			if k == "" || strings.HasPrefix(k, "wsgi.") {
+				v.add(label, i, "env."+k, "env key %q is reserved", k)
+			}
+		}
+		if a.LogFile != "" {
+			dir := filepath.Dir(a.LogFile)
+			if st, err := os.Stat(resolvePath(v.base, dir)); err != nil || !st.IsDir() {
+				v.add(label, i, "log_file", "log_file %q: directory %q does not exist", a.LogFile, dir)
+			}
+		}
+		if a.Auth != nil {
+			switch a.Auth.Type {
+			case "", "basic":
+			default:
+				v.add(label, i, "auth.type", `auth.type %q is not supported (want "basic")`, a.Auth.Type)
+			}
+			if a.Auth.Htpasswd == "" {
+				v.add(label, i, "auth.htpasswd", `missing key "auth.htpasswd"`)
+			} else {
+				v.checkPath(label, i, "auth.htpasswd", a.Auth.Htpasswd, false)
+			}
+		}
+	}
+}
+
+// checkPath checks that p (relative to the base) exists and is a
+// directory or not, as wantDir says.
+func (v *validator) checkPath(label string, i int, key, p string, wantDir bool) {
+	st, err := os.Stat(resolvePath(v.base, p))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		v.add(label, i, key, "%s %q does not exist", key, p)
+	case err != nil:
+		v.add(label, i, key, "%s %q: %v", key, p, err)
+	case wantDir && !st.IsDir():
+		v.add(label, i, key, "%s %q is not a directory", key, p)
+	case !wantDir && st.IsDir():
+		v.add(label, i, key, "%s %q is a directory, not a file", key, p)
+	}
+}
+
+// where names app j for a message: "at line N" or "#N".
+func (v *validator) where(j int, key string) string {
+	if l := v.line(j, key); l > 0 {
+		return fmt.Sprintf("at line %d", l)
+	}
+	return "#" + strconv.Itoa(j+1)
+}
+
+// at is " (line N)" for key of app j, or "" without lines.
+func (v *validator) at(j int, key string) string {
+	if l := v.line(j, key); l > 0 {
+		return fmt.Sprintf(" (line %d)", l)
+	}
+	return ""
+}
+
+// cleanPrefix normalises a prefix: "/shop/" becomes "/shop", "" and "/"
+// become "". The error completes `prefix "x" ...`.
+func cleanPrefix(p string) (string, error) {
+	if p == "" || p == "/" {
+		return "", nil
+	}
+	if !strings.HasPrefix(p, "/") {
+		return "", errors.New("must start with /")
+	}
+	p = strings.TrimRight(p, "/")
+	for _, r := range p {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune("?#%{}\\", r) {
+			return "", fmt.Errorf("must be a plain path (no %q)", r)
+		}
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		switch seg {
+		case "":
+			return "", errors.New("must not contain //")
+		case ".", "..":
+			return "", errors.New("must not contain . or .. segments")
+		}
+	}
+	return p, nil
+}
+
+// isDottedName reports whether s is a Python identifier or several joined
+// by dots ("pkg.mod").
+func isDottedName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, part := range strings.Split(s, ".") {
+		if part == "" {
+			return false
+		}
+		for i, r := range part {
+			ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') ||
+				(i > 0 && r >= '0' && r <= '9') || r > 0x7f
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,313 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gowsgi/wsgi/config"
+)
+
+func TestLoadGoodFile(t *testing.T) {
+	cfg, err := config.Load("testdata/good.toml")
+	require.NoError(t, err)
+	td, err := filepath.Abs("testdata")
+	require.NoError(t, err)
+	want := &config.Config{
+		Addr:      "127.0.0.1:0",
+		AccessLog: true,
+		LogFormat: "json",
+		Apps: []config.App{
+			{
+				Name:     "blog",
+				Prefix:   "/blog", // trailing slash dropped
+				Dir:      filepath.Join(td, "blog"),
+				Module:   "app",
+				Protocol: "wsgi",
+				Debug:    true,
+				Static:   "always",
+				Threads:  4,
+				Env:      map[string]string{"BLOG_MODE": "test"},
+				LogFile:  filepath.Join(td, "blog.log"),
+			},
+			{
+				Name:     "shop",
+				Prefix:   "/shop",
+				Dir:      filepath.Join(td, "shop"),
+				Module:   "app",
+				Callable: "app",
+				Protocol: "wsgi",
+				Static:   "no",
+				Auth: &config.Auth{
+					Type:              "basic",
+					Htpasswd:          filepath.Join(td, "users.htpasswd"),
+					Realm:             "Shop",
+					PassAuthorization: true,
+				},
+			},
+		},
+	}
+	assert.Equal(t, want, cfg)
+	assert.NoError(t, cfg.Validate(), "a loaded Config validates")
+}
+
+func TestLoadDefaults(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "site"), 0o755))
+	path := writeFile(t, dir, "[[app]]\nname = \"site\"\nprefix = \"/\"\ndir = \"site\"\nmodule = \"app\"\n")
+	cfg, err := config.Load(path)
+	require.NoError(t, err)
+	assert.Equal(t, &config.Config{
+		LogFormat: "text",
+		Apps: []config.App{{
+			Name: "site", Prefix: "", Dir: filepath.Join(dir, "site"), Module: "app",
+			Protocol: "wsgi", Static: "no",
+		}},
+	}, cfg)
+}
+
+// writeFile writes an apps.toml into dir and returns its path.
+func writeFile(t *testing.T, dir, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, "apps.toml")
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	return path
+}
+
+// Each bad file's message names the file, the line and the key.
+func TestLoadErrors(t *testing.T) {
+	const blog = `[[app]]
+name = "blog"
+prefix = "/blog"
+dir = "blog"
+module = "app"
+`
+	for _, tc := range []struct {
+		name string
+		file string
+		want []string // each a line of the message, after the directory
+	}{
+		{"unknown app key", blog + "prefx = \"/b\"\n",
+			[]string{`apps.toml:6: app "blog": key "prefx" is not allowed`}},
+		{"unknown top-level key", "adr = \"x\"\n" + blog,
+			[]string{`apps.toml:1: key "adr" is not allowed`}},
+		{"unknown auth key", blog + "[app.auth]\nhtpasswd = \"blog/app.py\"\nrealmm = \"x\"\n",
+			[]string{`apps.toml:8: app "blog": key "auth.realmm" is not allowed`}},
+		{"unknown keys in two apps", blog + "colour = 1\n[[app]]\nname = \"shop\"\nprefx = \"/shop\"\n",
+			[]string{
+				`apps.toml:6: app "blog": key "colour" is not allowed`,
+				`apps.toml:9: app "shop": key "prefx" is not allowed`,
+			}},
+		{"threads string", blog + "threads = \"4\"\n",
+			[]string{`apps.toml:6: app "blog": "threads" must be an integer, not a string`}},
+		{"threads float", blog + "threads = 1.5\n",
+			[]string{`apps.toml:6: app "blog": "threads" must be an integer, not a float`}},
+		{"debug string", blog + "debug = \"yes\"\n",
+			[]string{`apps.toml:6: app "blog": "debug" must be a boolean, not a string`}},
+		{"static bool", blog + "static = true\n",
+			[]string{`apps.toml:6: app "blog": "static" must be a string ("always" or "no"), not a boolean`}},
+		{"env value", blog + "[app.env]\nMODE = 1\n",
+			[]string{`apps.toml:7: app "blog": "env.MODE" must be a string, not an integer`}},
+		{"access_log", "access_log = \"on\"\n" + blog,
+			[]string{`apps.toml:1: "access_log" must be a boolean, not a string`}},
+		{"app not a table", "app = 3\n",
+			[]string{`apps.toml:1: "app" must be an array of tables ([[app]]), not an integer`}},
+		{"syntax", blog + "threads = \n",
+			[]string{`apps.toml:6: app "blog": `}},
+		{"duplicate key", blog + "module = \"other\"\n",
+			[]string{`apps.toml:6: app "blog": key "module" is defined twice`}},
+		{"unknown table", blog + "[server]\nport = 1\n",
+			[]string{`apps.toml:6: key "server" is not allowed`}},
+		{"env inline value", blog + "env = { MODE = 1 }\n",
+			[]string{`apps.toml:6: app "blog": "env" values must be strings, not an integer`}},
+		{"duplicate prefix", blog + "\n[[app]]\nname = \"shop\"\nprefix = \"/blog/\"\ndir = \"shop\"\nmodule = \"app\"\n",
+			[]string{`apps.toml:9: app "shop": prefix "/blog" is already used by app "blog" (line 3)`}},
+		{"two root apps", "[[app]]\nname = \"a\"\ndir = \"blog\"\nmodule = \"app\"\n[[app]]\nname = \"b\"\nprefix = \"/\"\ndir = \"shop\"\nmodule = \"app\"\n",
+			[]string{`apps.toml:7: app "b": prefix "/" is already used by app "a" (line 1)`}},
+		{"duplicate name", blog + "[[app]]\nname = \"blog\"\nprefix = \"/shop\"\ndir = \"shop\"\nmodule = \"app\"\n",
+			[]string{`apps.toml:7: app "blog": name "blog" is already used by the app at line 2`}},
+		{"missing name", "[[app]]\nprefix = \"/x\"\ndir = \"blog\"\nmodule = \"app\"\n",
+			[]string{`apps.toml:1: app #1: missing key "name"`}},
+		{"missing dir", "\n[[app]]\nname = \"blog\"\nmodule = \"app\"\n",
+			[]string{`apps.toml:2: app "blog": missing key "dir"`}},
+		{"dir does not exist", "[[app]]\nname = \"blog\"\ndir = \"./nope\"\nmodule = \"app\"\n",
+			[]string{`apps.toml:3: app "blog": dir "./nope" does not exist`}},
+		{"dir is a file", "[[app]]\nname = \"blog\"\ndir = \"blog/app.py\"\nmodule = \"app\"\n",
+			[]string{`apps.toml:3: app "blog": dir "blog/app.py" is not a directory`}},
+		{"missing module", "[[app]]\nname = \"blog\"\ndir = \"blog\"\n",
+			[]string{`apps.toml:1: app "blog": missing key "module"`}},
+		{"module with .py", "[[app]]\nname = \"blog\"\ndir = \"blog\"\nmodule = \"app.py\"\n",
+			[]string{`apps.toml:4: app "blog": module "app.py": write it without .py`}},
+		{"bad callable", blog + "callable = \"make app\"\n",
+			[]string{`apps.toml:6: app "blog": callable "make app" is not a Python name`}},
+		{"bad prefix", "[[app]]\nname = \"blog\"\nprefix = \"blog\"\ndir = \"blog\"\nmodule = \"app\"\n",
+			[]string{`apps.toml:3: app "blog": prefix "blog" must start with /`}},
+		{"prefix with dots", "[[app]]\nname = \"blog\"\nprefix = \"/a/../b\"\ndir = \"blog\"\nmodule = \"app\"\n",
+			[]string{`apps.toml:3: app "blog": prefix "/a/../b" must not contain . or .. segments`}},
+		{"protocol", blog + "protocol = \"cgi\"\n",
+			[]string{`apps.toml:6: app "blog": protocol "cgi" must be "wsgi", "asgi" or "auto"`}},
+		{"static", blog + "static = \"sometimes\"\n",
+			[]string{`apps.toml:6: app "blog": static "sometimes" must be "always" or "no"`}},
+		{"negative threads", blog + "threads = -2\n",
+			[]string{`apps.toml:6: app "blog": threads -2 must not be negative`}},
+		{"auth type", blog + "auth = { type = \"digest\", htpasswd = \"blog/app.py\" }\n",
+			[]string{`apps.toml:6: app "blog": auth.type "digest" is not supported (want "basic")`}},
+		{"auth without htpasswd", blog + "\n[app.auth]\nrealm = \"Blog\"\n",
+			[]string{`apps.toml:7: app "blog": missing key "auth.htpasswd"`}},
+		{"htpasswd does not exist", blog + "[app.auth]\nhtpasswd = \"users\"\n",
+			[]string{`apps.toml:7: app "blog": auth.htpasswd "users" does not exist`}},
+		{"reserved env key", blog + "env = { \"wsgi.x\" = \"1\" }\n",
+			[]string{`apps.toml:6: app "blog": env key "wsgi.x" is reserved`}},
+		{"log_file directory", blog + "log_file = \"logs/blog.log\"\n",
+			[]string{`apps.toml:6: app "blog": log_file "logs/blog.log": directory "logs" does not exist`}},
+		{"log_format", "log_format = \"xml\"\n" + blog,
+			[]string{`apps.toml:1: log_format "xml" must be "text" or "json"`}},
+		{"addr", "addr = \"8080\"\n" + blog,
+			[]string{`apps.toml:1: addr "8080" is not host:port`}},
+		{"no apps", "addr = \"127.0.0.1:8080\"\n",
+			[]string{`apps.toml: no apps: add an [[app]] table`}},
+		{"several problems", "[[app]]\nname = \"blog\"\nprefix = \"x\"\ndir = \"nope\"\nthreads = -1\n",
+			[]string{
+				`apps.toml:1: app "blog": missing key "module"`,
+				`apps.toml:3: app "blog": prefix "x" must start with /`,
+				`apps.toml:4: app "blog": dir "nope" does not exist`,
+				`apps.toml:5: app "blog": threads -1 must not be negative`,
+			}},
+		{"inline array of apps", "app = [\n  { name = \"blog\", dir = \"blog\", module = \"app\" },\n  { name = \"shop\", dir = \"nope\", module = \"app\" },\n]\n",
+			[]string{`apps.toml:3: app "shop": dir "nope" does not exist`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "blog"), 0o755))
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "shop"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "blog", "app.py"), nil, 0o644))
+			path := writeFile(t, dir, tc.file)
+
+			cfg, err := config.Load(path)
+			require.Error(t, err)
+			assert.Nil(t, cfg)
+			msg := err.Error()
+			last := -1
+			for _, w := range tc.want {
+				assert.Contains(t, msg, w)
+				i := strings.Index(msg, w)
+				assert.Greater(t, i, last, "problems in the order of their lines: %s", msg)
+				last = i
+			}
+			assert.True(t, strings.HasPrefix(msg, path), "the message starts with the file: %s", msg)
+			if len(tc.want) > 1 && strings.HasPrefix(tc.want[0], "apps.toml:") && strings.HasPrefix(tc.want[1], "apps.toml:") {
+				assert.Len(t, strings.Split(msg, "\n"), len(tc.want), "one problem a line: %s", msg)
+			}
+			var ce *config.Error
+			require.True(t, errors.As(err, &ce), "%T", err)
+			assert.Equal(t, path, ce.File)
+		})
+	}
+}
+
+func TestLoadErrorFields(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "[[app]]\nname = \"blog\"\ndir = \"nope\"\nmodule = \"app\"\n")
+	_, err := config.Load(path)
+	var ce *config.Error
+	require.True(t, errors.As(err, &ce))
+	assert.Equal(t, &config.Error{File: path, Line: 3, App: "blog", Key: "dir", Msg: `dir "nope" does not exist`}, ce)
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := config.Load(filepath.Join(t.TempDir(), "none.toml"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "none.toml")
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+func TestValidate(t *testing.T) {
+	td, err := filepath.Abs("testdata")
+	require.NoError(t, err)
+	blog := config.App{Name: "blog", Prefix: "/blog", Dir: filepath.Join(td, "blog"), Module: "app"}
+	shop := config.App{Name: "shop", Prefix: "/shop", Dir: filepath.Join(td, "shop"), Module: "app", Callable: "app"}
+	with := func(a config.App, f func(*config.App)) config.App { f(&a); return a }
+
+	for _, tc := range []struct {
+		name string
+		cfg  config.Config
+		want string // "" for valid
+	}{
+		{"two apps", config.Config{Apps: []config.App{blog, shop}}, ""},
+		{"root app", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Prefix = "/" })}}, ""},
+		{"all settings", config.Config{Addr: ":8080", AccessLog: true, LogFormat: "json", Apps: []config.App{with(blog, func(a *config.App) {
+			a.Protocol, a.Static, a.Debug, a.Threads = "auto", "always", true, 3
+			a.Env = map[string]string{"X": "1"}
+			a.Auth = &config.Auth{Htpasswd: filepath.Join(td, "users.htpasswd")}
+			a.LogFile = filepath.Join(t.TempDir(), "blog.log")
+		})}}, ""},
+		{"no apps", config.Config{}, "wsgi: no apps: add an [[app]] table"},
+		{"duplicate prefix", config.Config{Apps: []config.App{blog, with(shop, func(a *config.App) { a.Prefix = "/blog/" })}},
+			`wsgi: app "shop": prefix "/blog" is already used by app "blog"`},
+		{"duplicate name", config.Config{Apps: []config.App{blog, with(shop, func(a *config.App) { a.Name = "blog" })}},
+			`wsgi: app "blog": name "blog" is already used by the app #1`},
+		{"no name", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Name = "" })}},
+			`wsgi: app #1: missing key "name"`},
+		{"no dir", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Dir = "" })}},
+			`wsgi: app "blog": missing key "dir"`},
+		{"no module", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Module = "" })}},
+			`wsgi: app "blog": missing key "module"`},
+		{"dir does not exist", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Dir = "nope" })}},
+			`wsgi: app "blog": dir "nope" does not exist`},
+		{"protocol", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Protocol = "http" })}},
+			`wsgi: app "blog": protocol "http" must be`},
+		{"static", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Static = "yes" })}},
+			`wsgi: app "blog": static "yes" must be "always" or "no"`},
+		{"auth", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Auth = &config.Auth{Type: "basic"} })}},
+			`wsgi: app "blog": missing key "auth.htpasswd"`},
+		{"threads", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Threads = -1 })}},
+			`wsgi: app "blog": threads -1 must not be negative`},
+		{"log format", config.Config{LogFormat: "yaml", Apps: []config.App{blog}},
+			`wsgi: log_format "yaml" must be "text" or "json"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tc.cfg
+			err := tc.cfg.Validate()
+			if tc.want == "" {
+				assert.NoError(t, err)
+			} else {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.want)
+				var ce *config.Error
+				require.True(t, errors.As(err, &ce))
+				assert.Zero(t, ce.Line)
+				assert.Empty(t, ce.File)
+			}
+			assert.Equal(t, before, tc.cfg, "Validate must not change the Config")
+		})
+	}
+}
+
+// The example in the package documentation is a valid file, but for the
+// paths it names, which do not exist here.
+func TestDocExample(t *testing.T) {
+	src, err := os.ReadFile("config.go")
+	require.NoError(t, err)
+	_, doc, found := strings.Cut(string(src), "// # The file\n")
+	require.True(t, found)
+	doc, _, _ = strings.Cut(doc, "\n// Load ")
+	var toml strings.Builder
+	for _, line := range strings.Split(doc, "\n") {
+		if code, ok := strings.CutPrefix(line, "//\t"); ok {
+			toml.WriteString(code + "\n")
+		}
+	}
+	require.Contains(t, toml.String(), "[[app]]")
+	path := writeFile(t, t.TempDir(), toml.String())
+
+	_, err = config.Load(path)
+	require.Error(t, err)
+	for _, line := range strings.Split(err.Error(), "\n") {
+		assert.Regexp(t, `apps.toml:\d+: app "(blog|shop)": (dir "(blog|/srv/shop)" does not exist|auth.htpasswd "users.htpasswd" does not exist|log_file "logs/blog.log": directory "logs" does not exist)$`, line)
+	}
+}

@@ -1,0 +1,192 @@
+package wsgi
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/gowsgi/wsgi/internal/cpython"
+)
+
+// appGen is one import of the app. The handler holds a reference while
+// the generation is current and every request holds one while it runs,
+// so that a reload lets requests in flight finish on the old code; the
+// old generation's Python objects are released with its last reference.
+type appGen struct {
+	app  *cpython.App // nil when the import failed
+	err  error        // why the import failed
+	refs atomic.Int64
+}
+
+func newGen(app *cpython.App, err error) *appGen {
+	g := &appGen{app: app, err: err}
+	g.refs.Store(1)
+	return g
+}
+
+// tryRef takes a reference unless the generation is already released.
+func (g *appGen) tryRef() bool {
+	for {
+		n := g.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if g.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (g *appGen) unref() {
+	if g.refs.Add(-1) == 0 && g.app != nil {
+		g.app.Free()
+	}
+}
+
+// current returns the current generation with a reference taken.
+func (h *Handler) current() *appGen {
+	for {
+		if g := h.gen.Load(); g.tryRef() {
+			return g
+		}
+	}
+}
+
+// install makes g current and drops the handler's reference to the old one.
+func (h *Handler) install(g *appGen) {
+	if old := h.gen.Swap(g); old != nil {
+		old.unref()
+	}
+}
+
+// load imports the app.
+func (h *Handler) load() (*cpython.App, error) {
+	c := h.cfg
+	app, sigs, err := cpython.LoadApp(h.id, c.name, c.dir, c.module, c.callable, c.sitePackages, c.pythonPath)
+	for _, s := range sigs {
+		c.logger.Warn("wsgi: the app set a handler for a signal while importing; the host keeps it",
+			"signal", s.String())
+	}
+	if err != nil {
+		if e, ok := err.(*cpython.Exception); ok {
+			err = newPythonError(e)
+		}
+		return nil, &contextError{fmt.Sprintf("wsgi: loading %s:%s from %s", c.module, c.callable, c.dir), err}
+	}
+	return app, nil
+}
+
+// reload forgets the modules imported from the app directory and imports
+// the app again. A failed import is installed too: requests then get a
+// 500 (with the traceback when Debug is on) until the code is fixed.
+func (h *Handler) reload() {
+	start := time.Now()
+	if err := cpython.PurgeModules(h.cfg.dir); err != nil {
+		h.cfg.logger.Error("wsgi: forgetting the app's modules before a reload", "error", err)
+	}
+	app, err := h.load()
+	if err != nil {
+		attrs := []any{"error", err.Error()}
+		var pe *PythonError
+		if errors.As(err, &pe) {
+			attrs = append(attrs, "traceback", pe.Traceback)
+		}
+		h.cfg.logger.Error("wsgi: reload failed; answering 500 until the code is fixed", attrs...)
+	} else {
+		h.cfg.logger.Info("wsgi: reloaded the app", "took", time.Since(start).Round(time.Millisecond))
+	}
+	h.install(newGen(app, err))
+}
+
+// reloadDelay gathers the events of one save (editors write, rename and
+// chmod in a burst) into one reload.
+const reloadDelay = 150 * time.Millisecond
+
+// watch reloads the app when a .py file under its directory changes,
+// until stop is closed.
+func (h *Handler) watch(w *fsnotify.Watcher, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	defer w.Close()
+	var timer *time.Timer
+	var fire <-chan time.Time
+	for {
+		select {
+		case <-stop:
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if ev.Has(fsnotify.Create) {
+				if st, err := os.Stat(ev.Name); err == nil && st.IsDir() && watchable(ev.Name) {
+					_ = addTree(w, ev.Name)
+				}
+			}
+			if !strings.HasSuffix(ev.Name, ".py") {
+				continue
+			}
+			if timer == nil {
+				timer = time.NewTimer(reloadDelay)
+			} else {
+				timer.Reset(reloadDelay)
+			}
+			fire = timer.C
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			h.cfg.logger.Warn("wsgi: watching the app directory", "error", err)
+		case <-fire:
+			fire = nil
+			h.reload()
+		}
+	}
+}
+
+// startWatching watches the app directory tree for changes.
+func (h *Handler) startWatching() error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("wsgi: Reload: %w", err)
+	}
+	if err := addTree(w, h.cfg.dir); err != nil {
+		w.Close()
+		return fmt.Errorf("wsgi: Reload: watching %s: %w", h.cfg.dir, err)
+	}
+	h.stopWatch = make(chan struct{})
+	h.watchDone = make(chan struct{})
+	go h.watch(w, h.stopWatch, h.watchDone)
+	return nil
+}
+
+// watchable leaves out directories that hold no app code.
+func watchable(dir string) bool {
+	base := filepath.Base(dir)
+	if strings.HasPrefix(base, ".") || base == "__pycache__" || base == "node_modules" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, "pyvenv.cfg")) // a virtualenv
+	return err != nil
+}
+
+func addTree(w *fsnotify.Watcher, root string) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if p != root && !watchable(p) {
+			return filepath.SkipDir
+		}
+		return w.Add(p)
+	})
+}
