@@ -2,48 +2,71 @@ package cpython
 
 import "sync"
 
-// Handle names a live Request to the C side: a small integer, so that no
-// Go pointer is kept by C. Unlike runtime/cgo.Handle it allocates nothing
-// per request: slots are reused.
+// Handle names a live Request to the C side: an integer, so that no Go
+// pointer is kept by C. The low 32 bits are a slot, the high 32 bits the
+// slot's generation, so that a handle kept by Python past its request
+// (an ASGI task still running after the client left, say) never reaches
+// the request that reuses the slot. Unlike runtime/cgo.Handle it
+// allocates nothing per request.
 type Handle uintptr
+
+type slot struct {
+	req Request
+	gen uint32
+}
 
 var registry struct {
 	mu    sync.Mutex
-	slots []Request // slot i holds Handle i+1
-	free  []Handle
+	slots []slot
+	free  []uint32
 }
 
 // Register makes r reachable from C until Release.
 func Register(r Request) Handle {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
+	var i uint32
 	if n := len(registry.free); n > 0 {
-		h := registry.free[n-1]
+		i = registry.free[n-1]
 		registry.free = registry.free[:n-1]
-		registry.slots[h-1] = r
-		return h
+	} else {
+		registry.slots = append(registry.slots, slot{})
+		i = uint32(len(registry.slots) - 1)
 	}
-	registry.slots = append(registry.slots, r)
-	return Handle(len(registry.slots))
+	s := &registry.slots[i]
+	s.req = r
+	s.gen++
+	if s.gen == 0 { // 0 would make handle 0 possible; skip it
+		s.gen = 1
+	}
+	return Handle(uint64(s.gen)<<32 | uint64(i))
 }
 
-// Release forgets the request. The C layer has already cut its Python
-// objects off the handle (wsgi_req_finish), so the slot can be reused.
+// Release forgets the request; its handle finds nothing from now on.
 func (h Handle) Release() {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	registry.slots[h-1] = nil
-	registry.free = append(registry.free, h)
+	i, gen := h.parts()
+	if int(i) >= len(registry.slots) || registry.slots[i].gen != gen {
+		return
+	}
+	registry.slots[i].req = nil
+	registry.free = append(registry.free, i)
+}
+
+func (h Handle) parts() (slot uint32, gen uint32) {
+	return uint32(uint64(h)), uint32(uint64(h) >> 32)
 }
 
 func (h Handle) request() Request {
 	if h == 0 {
 		return nil
 	}
+	i, gen := h.parts()
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	if int(h) > len(registry.slots) {
+	if int(i) >= len(registry.slots) || registry.slots[i].gen != gen {
 		return nil
 	}
-	return registry.slots[h-1]
+	return registry.slots[i].req
 }
