@@ -71,7 +71,7 @@ func appByID(id uint64, wantFunctions bool) *Handler {
 	return found
 }
 
-func (pyHost) Call(app uint64, req cpython.Request, name string, args []any) (result any, err error) {
+func (pyHost) Call(ctx context.Context, app uint64, name string, args []any) (result any, err error) {
 	h := appByID(app, true)
 	if h == nil {
 		return nil, fmt.Errorf("gohost: cannot tell which app calls %q from this thread: %w", name, cpython.ErrNoFunction)
@@ -79,10 +79,6 @@ func (pyHost) Call(app uint64, req cpython.Request, name string, args []any) (re
 	f := h.cfg.functions[name]
 	if f == nil {
 		return nil, fmt.Errorf("gohost: app %s has no Go function %q: %w", h.cfg.name, name, cpython.ErrNoFunction)
-	}
-	ctx := context.Background()
-	if req != nil {
-		ctx = req.Context()
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -92,14 +88,10 @@ func (pyHost) Call(app uint64, req cpython.Request, name string, args []any) (re
 	return f(ctx, args)
 }
 
-func (pyHost) Log(app uint64, req cpython.Request, level int, logger, msg string) {
+func (pyHost) Log(ctx context.Context, app uint64, level int, logger, msg string) {
 	lg := slog.Default()
 	if h := appByID(app, false); h != nil {
 		lg = h.cfg.logger
-	}
-	ctx := context.Background()
-	if req != nil {
-		ctx = req.Context()
 	}
 	lg.Log(ctx, pythonLevel(level), msg, "logger", logger)
 }

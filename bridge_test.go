@@ -55,7 +55,7 @@ func TestGoFunctionsFromPython(t *testing.T) {
 		{"/missing", `"AttributeError: gohost: app bridge:application has no Go function \"nope\": no such function"`},
 		{"/error", `"RuntimeError: it failed"`},
 		{"/panic", `"RuntimeError: gohost: Go function \"panics\" panicked: oops"`},
-		{"/bad-result", `"TypeError: bad value: gohost: cannot pass a Go chan int to Python"`},
+		{"/bad-result", `"TypeError: gohost: cannot pass a Go chan int to Python"`},
 		{"/thread", `"pong"`},
 	}
 	for _, tt := range tests {

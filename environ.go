@@ -411,10 +411,25 @@ func buildEnviron(e *environ, r *http.Request, prefix string, extra map[string]s
 	return 0, ""
 }
 
-// addServer adds SERVER_NAME and SERVER_PORT: from r.Host, falling back to
-// the address the connection came in on.
+// addServer adds SERVER_NAME and SERVER_PORT.
 func (e *environ) addServer(r *http.Request) {
-	name, port := splitHost(r.Host)
+	name, port, portNum := serverAddr(r)
+	e.addKnown(envServerName, name)
+	if port == "" {
+		e.buf = binary.LittleEndian.AppendUint16(e.buf, uint16(envServerPort))
+		start := e.beginValue()
+		e.buf = strconv.AppendInt(e.buf, int64(portNum), 10)
+		e.endValue(start)
+		return
+	}
+	e.addKnown(envServerPort, port)
+}
+
+// serverAddr gives the server's name and port: from r.Host, falling back
+// to the address the connection came in on. The port is in port, or, to
+// spare an allocation, only in portNum when port is "".
+func serverAddr(r *http.Request) (name, port string, portNum int) {
+	name, port = splitHost(r.Host)
 	var local net.Addr
 	if name == "" || port == "" {
 		local, _ = r.Context().Value(http.LocalAddrContextKey).(net.Addr)
@@ -429,30 +444,23 @@ func (e *environ) addServer(r *http.Request) {
 			}
 		}
 	}
-	e.addKnown(envServerName, name)
-
 	if port != "" {
-		e.addKnown(envServerPort, port)
-		return
+		n, _ := strconv.Atoi(port)
+		return name, port, n
 	}
 	if a, ok := local.(*net.TCPAddr); ok && a.Port != 0 {
-		e.buf = binary.LittleEndian.AppendUint16(e.buf, uint16(envServerPort))
-		start := e.beginValue()
-		e.buf = strconv.AppendInt(e.buf, int64(a.Port), 10)
-		e.endValue(start)
-		return
+		return name, "", a.Port
 	}
 	if local != nil {
 		if _, p, err := net.SplitHostPort(local.String()); err == nil && isDigits(p) {
-			e.addKnown(envServerPort, p)
-			return
+			n, _ := strconv.Atoi(p)
+			return name, p, n
 		}
 	}
 	if r.TLS != nil {
-		e.addKnown(envServerPort, "443")
-	} else {
-		e.addKnown(envServerPort, "80")
+		return name, "443", 443
 	}
+	return name, "80", 80
 }
 
 // splitHost splits a Host header into name and port without allocating

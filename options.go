@@ -47,7 +47,9 @@ type Options struct {
 	// threaded WSGI server's threads: a request holds its thread from the
 	// app call until its response is written, though it holds the GIL only
 	// while Python runs. The rest queue. Apps that block on I/O (databases,
-	// HTTP calls) or stream long responses want more. If zero, 8.
+	// HTTP calls) or stream long responses want more. If zero, 8 for a
+	// WSGI app and 1024 for an ASGI app (its requests are coroutines on
+	// one event loop, not threads).
 	Threads int
 
 	// QueueTimeout is how long a request may wait for one of the Threads
@@ -142,6 +144,7 @@ type config struct {
 	logFile      string
 	accessLog    bool
 	functions    map[string]Func
+	protocol     string // "wsgi", "asgi" or "auto"
 }
 
 // resolve validates o and fills in defaults. It touches the file system
@@ -177,8 +180,9 @@ func (o Options) resolve(pythonVersion string) (*config, error) {
 	}
 	switch o.Protocol {
 	case "", "wsgi":
+		c.protocol = "wsgi"
 	case "asgi", "auto":
-		return nil, fmt.Errorf("wsgi: Protocol %q is not supported yet", o.Protocol)
+		c.protocol = o.Protocol
 	default:
 		return nil, fmt.Errorf("wsgi: Protocol %q: want wsgi, asgi or auto", o.Protocol)
 	}

@@ -20,15 +20,26 @@ import (
 // so that a reload lets requests in flight finish on the old code; the
 // old generation's Python objects are released with its last reference.
 type appGen struct {
-	app  *cpython.App // nil when the import failed
-	err  error        // why the import failed
+	h    *Handler
+	app  *cpython.App  // nil when the import failed
+	asgi *cpython.ASGI // the app's event loop, for an ASGI app
+	err  error         // why the import failed
 	refs atomic.Int64
 }
 
-func newGen(app *cpython.App, err error) *appGen {
-	g := &appGen{app: app, err: err}
+// newGen makes a generation from an import: for an ASGI app, it starts
+// the event loop and the lifespan.
+func (h *Handler) newGen(app *cpython.App, err error) (*appGen, error) {
+	g := &appGen{h: h, app: app, err: err}
 	g.refs.Store(1)
-	return g
+	if app != nil && h.isASGI {
+		if g.asgi, err = h.startASGI(app); err != nil {
+			app.Free()
+			g.app, g.err = nil, err
+			return g, err
+		}
+	}
+	return g, nil
 }
 
 // tryRef takes a reference unless the generation is already released.
@@ -45,7 +56,13 @@ func (g *appGen) tryRef() bool {
 }
 
 func (g *appGen) unref() {
-	if g.refs.Add(-1) == 0 && g.app != nil {
+	if g.refs.Add(-1) != 0 {
+		return
+	}
+	if g.asgi != nil {
+		g.h.stopASGI(g.asgi)
+	}
+	if g.app != nil {
 		g.app.Free()
 	}
 }
@@ -92,6 +109,15 @@ func (h *Handler) reload() {
 		h.cfg.logger.Error("wsgi: forgetting the app's modules before a reload", "error", err)
 	}
 	app, err := h.load()
+	if err == nil && h.isASGI != app.IsASGI() && h.cfg.protocol == "auto" {
+		err = errors.New("wsgi: the app changed between WSGI and ASGI; restart to switch protocols")
+		app.Free()
+		app = nil
+	}
+	g, gerr := h.newGen(app, err)
+	if err == nil {
+		err = gerr
+	}
 	if err != nil {
 		attrs := []any{"error", err.Error()}
 		var pe *PythonError
@@ -102,7 +128,7 @@ func (h *Handler) reload() {
 	} else {
 		h.cfg.logger.Info("wsgi: reloaded the app", "took", time.Since(start).Round(time.Millisecond))
 	}
-	h.install(newGen(app, err))
+	h.install(g)
 }
 
 // reloadDelay gathers the events of one save (editors write, rename and

@@ -21,6 +21,7 @@ import (
 type Handler struct {
 	id     uint64 // names the app to Python's callbacks (bridge.go)
 	cfg    *config
+	isASGI bool
 	gen    atomic.Pointer[appGen] // the current import of the app
 	slots  chan struct{}          // one token per request allowed to run Python
 	static *staticFiles           // nil unless Options.Static
@@ -57,7 +58,7 @@ func New(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, slots: make(chan struct{}, cfg.threads)}
+	h := &Handler{cfg: cfg}
 	if cfg.logFile != "" {
 		f, err := os.OpenFile(cfg.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
@@ -73,7 +74,22 @@ func New(opts Options) (*Handler, error) {
 		h.free()
 		return nil, err
 	}
-	h.install(newGen(app, nil))
+	switch cfg.protocol {
+	case "asgi":
+		h.isASGI = true
+	case "auto":
+		h.isASGI = app.IsASGI()
+	}
+	if h.isASGI && opts.Threads == 0 {
+		h.cfg.threads = asgiDefaultThreads
+	}
+	h.slots = make(chan struct{}, h.cfg.threads)
+	g, err := h.newGen(app, nil)
+	if err != nil {
+		h.free()
+		return nil, err
+	}
+	h.install(g)
 	if cfg.static {
 		if h.static, err = newStaticFiles(filepath.Join(cfg.dir, "static"), cfg.prefix+"/static/"); err != nil {
 			h.free()
@@ -169,6 +185,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if h.static != nil && h.static.serve(w, r) {
+		return
+	}
+	if h.isASGI {
+		h.serveASGIHTTP(w, r)
 		return
 	}
 

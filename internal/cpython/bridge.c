@@ -17,11 +17,6 @@ __thread uint64_t wsgi_tls_app;
 #define MAX_DEPTH 64
 #define ERRBUF 512
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-} buf_t;
-
 static int put(buf_t *b, const void *d, size_t n) {
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
@@ -55,7 +50,7 @@ static int put_bytes(buf_t *b, char tag, const char *p, Py_ssize_t n) {
     return put(b, p, (size_t)n);
 }
 
-static int encode(buf_t *b, PyObject *o, int depth) {
+int wsgi_encode_value(buf_t *b, PyObject *o, int depth) {
     if (depth > MAX_DEPTH) {
         PyErr_SetString(PyExc_ValueError, "gohost: value nested too deeply (or cyclic)");
         return -1;
@@ -95,7 +90,7 @@ static int encode(buf_t *b, PyObject *o, int depth) {
         int rc = put_tag(b, PyList_Check(o) ? 'l' : 't');
         if (rc == 0) rc = put_u32(b, n);
         for (Py_ssize_t i = 0; rc == 0 && i < n; i++)
-            rc = encode(b, PyTuple_GET_ITEM(seq, i), depth + 1);
+            rc = wsgi_encode_value(b, PyTuple_GET_ITEM(seq, i), depth + 1);
         Py_DECREF(seq);
         return rc;
     }
@@ -114,8 +109,8 @@ static int encode(buf_t *b, PyObject *o, int depth) {
                 rc = -1;
                 break;
             }
-            rc = encode(b, k, depth + 1);
-            if (rc == 0) rc = encode(b, PyTuple_GET_ITEM(kv, 1), depth + 1);
+            rc = wsgi_encode_value(b, k, depth + 1);
+            if (rc == 0) rc = wsgi_encode_value(b, PyTuple_GET_ITEM(kv, 1), depth + 1);
         }
         Py_DECREF(items);
         return rc;
@@ -131,7 +126,7 @@ static int get_u32(const char **p, const char *end, uint32_t *v) {
     return 0;
 }
 
-static PyObject *decode(const char **p, const char *end, int depth) {
+PyObject *wsgi_decode_value(const char **p, const char *end, int depth) {
     if (*p >= end || depth > MAX_DEPTH) goto bad;
     char tag = *(*p)++;
     uint32_t n;
@@ -169,7 +164,7 @@ static PyObject *decode(const char **p, const char *end, int depth) {
         PyObject *l = PyList_New(n);
         if (l == NULL) return NULL;
         for (uint32_t i = 0; i < n; i++) {
-            PyObject *v = decode(p, end, depth + 1);
+            PyObject *v = wsgi_decode_value(p, end, depth + 1);
             if (v == NULL) {
                 Py_DECREF(l);
                 return NULL;
@@ -183,8 +178,8 @@ static PyObject *decode(const char **p, const char *end, int depth) {
         PyObject *d = PyDict_New();
         if (d == NULL) return NULL;
         for (uint32_t i = 0; i < n; i++) {
-            PyObject *k = decode(p, end, depth + 1);
-            PyObject *v = k ? decode(p, end, depth + 1) : NULL;
+            PyObject *k = wsgi_decode_value(p, end, depth + 1);
+            PyObject *v = k ? wsgi_decode_value(p, end, depth + 1) : NULL;
             if (v == NULL || PyDict_SetItem(d, k, v) < 0) {
                 Py_XDECREF(k);
                 Py_XDECREF(v);
@@ -210,7 +205,7 @@ static PyObject *host_call(PyObject *self, PyObject *args) {
     const char *nm = PyUnicode_AsUTF8AndSize(name, &nlen);
     if (nm == NULL) return NULL;
     buf_t b = {0};
-    if (encode(&b, fargs, 0) < 0) {
+    if (wsgi_encode_value(&b, fargs, 0) < 0) {
         free(b.p);
         return NULL;
     }
@@ -233,7 +228,7 @@ static PyObject *host_call(PyObject *self, PyObject *args) {
         return NULL;
     }
     const char *p = out;
-    PyObject *v = decode(&p, out + outlen, 0);
+    PyObject *v = wsgi_decode_value(&p, out + outlen, 0);
     free(out);
     return v;
 }

@@ -45,11 +45,11 @@ type Request interface {
 
 // Host receives what Python code sends to Go outside the WSGI protocol:
 // gohost calls and logging records. app is the id given to LoadApp (0 when
-// the Python thread is not running an app: a thread the app started); req
-// is nil outside a request.
+// the Python thread is not running an app: a thread the app started); ctx
+// is the request's context (context.Background() outside a request).
 type Host interface {
-	Call(app uint64, req Request, name string, args []any) (any, error)
-	Log(app uint64, req Request, level int, logger, msg string)
+	Call(ctx context.Context, app uint64, name string, args []any) (any, error)
+	Log(ctx context.Context, app uint64, level int, logger, msg string)
 }
 
 var host Host
@@ -61,8 +61,17 @@ func SetHost(h Host) { host = h }
 // Errors a Host.Call may wrap to choose the Python exception.
 var (
 	ErrNoFunction = errors.New("no such function") // AttributeError
-	ErrBadValue   = errors.New("bad value")        // TypeError
+	ErrBadValue   = errors.New("bad value")        // TypeError or ValueError
 )
+
+// BadValue marks err as ErrBadValue without changing its message.
+func BadValue(err error) error { return badValue{err} }
+
+type badValue struct{ err error }
+
+func (b badValue) Error() string        { return b.err.Error() }
+func (b badValue) Unwrap() error        { return b.err }
+func (b badValue) Is(target error) bool { return target == ErrBadValue }
 
 // Codes returned by Request.StartResponse.
 const (
@@ -84,8 +93,16 @@ type errEnded struct{}
 func (errEnded) Error() string { return "wsgi: request has ended" }
 
 func lookup(h C.uintptr_t) (Request, bool) {
-	r := Handle(h).request()
-	return r, r != nil
+	r, ok := Handle(h).request().(Request)
+	return r, ok
+}
+
+// contextOf is the context of the request behind h, WSGI or ASGI.
+func contextOf(h C.uintptr_t) context.Context {
+	if r, ok := Handle(h).request().(interface{ Context() context.Context }); ok {
+		return r.Context()
+	}
+	return context.Background()
 }
 
 // setErr copies msg into C's error buffer, NUL-terminated and truncated.
@@ -225,16 +242,15 @@ func wsgiGoCall(app C.uint64_t, h C.uintptr_t, name *C.char, nameLen C.int64_t, 
 	}
 	decoded, err := decodeArgs(C.GoBytes(unsafe.Pointer(args), C.int(argsLen)))
 	if err != nil {
-		return fail(fmt.Errorf("%w: %v", ErrBadValue, err))
+		return fail(BadValue(err))
 	}
-	req, _ := lookup(h)
-	result, err := host.Call(uint64(app), req, C.GoStringN(name, C.int(nameLen)), decoded)
+	result, err := host.Call(contextOf(h), uint64(app), C.GoStringN(name, C.int(nameLen)), decoded)
 	if err != nil {
 		return fail(err)
 	}
 	enc, err := encodeValue(nil, result, 0)
 	if err != nil {
-		return fail(fmt.Errorf("%w: %v", ErrBadValue, err))
+		return fail(BadValue(err))
 	}
 	p := C.malloc(C.size_t(max(len(enc), 1)))
 	copy(unsafe.Slice((*byte)(p), len(enc)), enc)
@@ -248,6 +264,84 @@ func wsgiGoPyLog(app C.uint64_t, h C.uintptr_t, level C.int, name *C.char, nameL
 	if host == nil {
 		return
 	}
-	req, _ := lookup(h)
-	host.Log(uint64(app), req, int(level), C.GoStringN(name, C.int(nameLen)), C.GoStringN(msg, C.int(msgLen)))
+	host.Log(contextOf(h), uint64(app), int(level), C.GoStringN(name, C.int(nameLen)), C.GoStringN(msg, C.int(msgLen)))
+}
+
+// ASGIRequest is the Go side of one ASGI connection scope.
+type ASGIRequest interface {
+	// Send takes a message the app sent. It returns true when the app
+	// must wait for Drained before sending more. Errors raise in the app:
+	// ErrGone as OSError, ErrBadValue as ValueError, others RuntimeError.
+	Send(msg map[string]any) (wait bool, err error)
+	// Want says a receive() is waiting for a message.
+	Want()
+	// Done says the app returned (exc nil) or raised.
+	Done(exc *Exception)
+	Context() context.Context
+}
+
+// ErrGone makes send() raise OSError: the client has left.
+var ErrGone = errors.New("client disconnected")
+
+func lookupASGI(h C.uintptr_t) ASGIRequest {
+	r, _ := Handle(h).request().(ASGIRequest)
+	return r
+}
+
+//export wsgiGoASGISend
+func wsgiGoASGISend(h C.uintptr_t, p *C.char, n C.int64_t, errbuf *C.char, errcap C.int64_t) (rc C.int32_t) {
+	defer func() {
+		if r := recover(); r != nil {
+			rc = 4
+			setErr(errbuf, errcap, panicMessage("send", r))
+		}
+	}()
+	req := lookupASGI(h)
+	if req == nil {
+		setErr(errbuf, errcap, "wsgi: send() after the connection ended")
+		return 2
+	}
+	v, rest, err := decodeValue(unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)), 0)
+	msg, ok := v.(map[string]any)
+	if err != nil || len(rest) != 0 || !ok {
+		setErr(errbuf, errcap, "wsgi: an ASGI message must be a dict")
+		return 3
+	}
+	wait, err := req.Send(msg)
+	if err != nil {
+		setErr(errbuf, errcap, err.Error())
+		switch {
+		case errors.Is(err, ErrGone):
+			return 2
+		case errors.Is(err, ErrBadValue):
+			return 3
+		}
+		return 4
+	}
+	if wait {
+		return 1
+	}
+	return 0
+}
+
+//export wsgiGoASGIWant
+func wsgiGoASGIWant(h C.uintptr_t) {
+	defer func() { _ = recover() }()
+	if req := lookupASGI(h); req != nil {
+		req.Want()
+	}
+}
+
+//export wsgiGoASGIDone
+func wsgiGoASGIDone(h C.uintptr_t, typ, msg, tb *C.char) {
+	defer func() { _ = recover() }()
+	req := lookupASGI(h)
+	if req == nil {
+		return
+	}
+	if typ == nil {
+		req.Done(nil)
+		return
+	}
+	req.Done(&Exception{Type: C.GoString(typ), Message: C.GoString(msg), Traceback: C.GoString(tb)})
 }

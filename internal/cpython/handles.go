@@ -11,7 +11,7 @@ import "sync"
 type Handle uintptr
 
 type slot struct {
-	req Request
+	req any // a Request or an ASGIRequest
 	gen uint32
 }
 
@@ -21,8 +21,9 @@ var registry struct {
 	free  []uint32
 }
 
-// Register makes r reachable from C until Release.
-func Register(r Request) Handle {
+// Register makes r (a Request or an ASGIRequest) reachable from C until
+// Release.
+func Register(r any) Handle {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
 	var i uint32
@@ -58,7 +59,7 @@ func (h Handle) parts() (slot uint32, gen uint32) {
 	return uint32(uint64(h)), uint32(uint64(h) >> 32)
 }
 
-func (h Handle) request() Request {
+func (h Handle) request() any {
 	if h == 0 {
 		return nil
 	}

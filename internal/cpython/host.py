@@ -205,3 +205,175 @@ def load_app(name, directory, module, callable_name, site_packages, *python_path
         "SERVER_SOFTWARE": "gowsgi",
     }
     return app, environ
+
+
+# --- ASGI ---------------------------------------------------------------
+#
+# One event loop per ASGI app, run by a Go-owned OS thread (run_loop). The
+# Go side starts a request with start(), which schedules the app on the
+# loop; receive() asks Go for messages (_asgi_want) and Go delivers them
+# with deliver(); send() hands each message to Go (_asgi_send), which
+# validates it and queues it for the client, returning 1 when its queue is
+# full so that send() waits for drained().
+
+import asyncio
+import collections
+import inspect
+
+try:
+    import uvloop
+except ImportError:  # optional: Debian's python3-uvloop
+    uvloop = None
+
+
+def is_asgi(app):
+    """Whether app looks like an ASGI callable (an async callable)."""
+    if inspect.iscoroutinefunction(app):
+        return True
+    call = getattr(type(app), "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+class Request:
+    """One ASGI connection scope: its receive and send callables."""
+
+    __slots__ = ("handle", "loop", "inbox", "waiters", "drain")
+
+    def __init__(self, handle, loop, first):
+        self.handle = handle
+        self.loop = loop
+        self.inbox = collections.deque()
+        self.waiters = collections.deque()
+        self.drain = None
+        if first is not None:
+            self.inbox.append(first)
+
+    async def receive(self):
+        if self.inbox:
+            return self.inbox.popleft()
+        fut = self.loop.create_future()
+        self.waiters.append(fut)
+        _asgi_want(self.handle)
+        return await fut
+
+    def deliver(self, message):
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(message)
+                return
+        self.inbox.append(message)
+
+    async def send(self, message):
+        if _asgi_send(self.handle, message):
+            fut = self.drain = self.loop.create_future()
+            await fut
+
+    def drained(self):
+        fut, self.drain = self.drain, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+
+class ASGIApp:
+    """An ASGI app with its event loop and lifespan state."""
+
+    def __init__(self, app):
+        self.app = app
+        self.loop = uvloop.new_event_loop() if uvloop else asyncio.new_event_loop()
+        self.state = {}
+        self.lifespan_in = None
+        self.lifespan_out = None
+        self.lifespan_task = None
+        self.lifespan_supported = True
+
+    def run_loop(self):
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                tasks = asyncio.all_tasks(self.loop)
+                for task in tasks:
+                    task.cancel()
+                if tasks:
+                    self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+
+    def stop_loop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def start(self, handle, scope, first):
+        scope["state"] = dict(self.state)
+        req = Request(handle, self.loop, first)
+        self.loop.call_soon_threadsafe(self._spawn, req, scope)
+        return req
+
+    def deliver(self, req, message):
+        self.loop.call_soon_threadsafe(req.deliver, message)
+
+    def drained(self, req):
+        self.loop.call_soon_threadsafe(req.drained)
+
+    def _spawn(self, req, scope):
+        self.loop.create_task(self._run(req, scope))
+
+    async def _run(self, req, scope):
+        try:
+            await self.app(scope, req.receive, req.send)
+        except BaseException as exc:  # SystemExit too: it must not stop the loop
+            _asgi_done(req.handle, exc)
+        else:
+            _asgi_done(req.handle, None)
+
+    # Lifespan: Go calls lifespan("startup") and lifespan("shutdown"),
+    # blocking until the app answers.
+
+    def lifespan(self, event, timeout):
+        fut = asyncio.run_coroutine_threadsafe(self._lifespan(event), self.loop)
+        return fut.result(timeout)
+
+    async def _lifespan(self, event):
+        """Returns ("complete", ""), ("failed", message) or
+        ("unsupported", traceback)."""
+        if not self.lifespan_supported:
+            return ("unsupported", "")
+        if self.lifespan_task is None:
+            self.lifespan_in = asyncio.Queue()
+            self.lifespan_out = asyncio.Queue()
+            self.lifespan_task = self.loop.create_task(self._lifespan_main())
+        await self.lifespan_in.put({"type": "lifespan." + event})
+        return await self.lifespan_out.get()
+
+    async def _lifespan_main(self):
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
+        answered = [False]
+
+        async def send(message):
+            kind = message.get("type", "")
+            if not kind.startswith("lifespan.") or not kind.endswith((".complete", ".failed")):
+                raise RuntimeError("wsgi: unexpected lifespan message %r" % (kind,))
+            answered[0] = True
+            status = "complete" if kind.endswith(".complete") else "failed"
+            await self.lifespan_out.put((status, str(message.get("message", ""))))
+
+        try:
+            await self.app(scope, self.lifespan_in.get, send)
+        except BaseException as exc:
+            if not answered[0]:
+                # An app that raises on the lifespan scope does not support
+                # it: serve without lifespan, as the spec says.
+                self.lifespan_supported = False
+                await self.lifespan_out.put(("unsupported", format_exception(exc)))
+                return
+            await self.lifespan_out.put(("failed", "%s: %s" % (type(exc).__name__, exc)))
+            return
+        # The app returned: nothing more to say to it.
+        self.lifespan_supported = False
+        await self.lifespan_out.put(("unsupported", ""))
+
+
+def load_asgi(app):
+    return ASGIApp(app)

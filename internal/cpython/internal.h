@@ -12,7 +12,29 @@
 extern __thread uintptr_t wsgi_tls_handle;
 extern __thread uint64_t wsgi_tls_app;
 
-// C functions of the _wsgi_host module (bridge.c).
+// C functions of the _wsgi_host module (bridge.c, asgi.c).
 extern PyMethodDef wsgi_host_methods[];
+extern PyMethodDef wsgi_asgi_methods[];
+
+// The gohost value format (bridge.c): a growable buffer, an encoder and a
+// decoder. Both raise a Python exception on failure.
+typedef struct {
+    char *p;
+    size_t n, cap;
+} buf_t;
+
+int wsgi_encode_value(buf_t *b, PyObject *o, int depth);
+PyObject *wsgi_decode_value(const char **p, const char *end, int depth);
+
+#include "shim.h"
+
+// shim.c helpers for the other C files.
+void wsgi_enter(void);
+void wsgi_leave(void);
+void wsgi_take_error(wsgi_error *e);
+PyObject *wsgi_app_callable(wsgi_app *app);  // borrowed
+
+// Formats an exception as Python prints it (shim.c); new reference or NULL.
+PyObject *wsgi_format_exception(PyObject *exc);
 
 #endif

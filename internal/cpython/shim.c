@@ -44,6 +44,9 @@ static void enter(void) {
 
 static void leave(void) { PyEval_SaveThread(); }
 
+void wsgi_enter(void) { enter(); }
+void wsgi_leave(void) { leave(); }
+
 // enter_req and leave_req bracket Python work for a request, telling the
 // gohost bridge and the logging handler which request and app it is.
 static void enter_req(uintptr_t handle, uint64_t app) {
@@ -148,6 +151,12 @@ static void take_error(wsgi_error *e) {
     if (e->traceback == NULL) e->traceback = xstrdup("");
     Py_DECREF(v);
 }
+
+PyObject *wsgi_format_exception(PyObject *exc) {
+    return host_format_exc ? PyObject_CallOneArg(host_format_exc, exc) : NULL;
+}
+
+void wsgi_take_error(wsgi_error *e) { take_error(e); }
 
 static void set_error(wsgi_error *e, const char *type, const char *msg) {
     e->type = xstrdup(type);
@@ -605,6 +614,7 @@ int wsgi_initialize(const char *program, const char *host_src, const char *keys,
     host_mod = PyModule_New("_wsgi_host");
     if (host_mod == NULL) goto py_fail;
     if (PyModule_AddFunctions(host_mod, wsgi_host_methods) < 0) goto py_fail;
+    if (PyModule_AddFunctions(host_mod, wsgi_asgi_methods) < 0) goto py_fail;
     PyObject *d = PyModule_GetDict(host_mod);
     if (PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) < 0) goto py_fail;
     PyObject *code = Py_CompileString(host_src, "<wsgi host>", Py_file_input);
@@ -744,6 +754,8 @@ fail:
     *restored = restore_signals(saved);
     return NULL;
 }
+
+PyObject *wsgi_app_callable(wsgi_app *app) { return app->callable; }
 
 void wsgi_app_free(wsgi_app *app, int collect) {
     if (app == NULL) return;

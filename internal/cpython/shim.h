@@ -96,6 +96,31 @@ void wsgi_req_next(wsgi_req *req, wsgi_step *step);
 // with err set when close() raised.
 int wsgi_req_finish(wsgi_req *req, wsgi_error *err);
 
+// --- ASGI (asgi.c) ---
+typedef struct wsgi_asgi wsgi_asgi;
+
+int wsgi_app_is_asgi(wsgi_app *app);
+// Wraps a loaded app as ASGI: an event loop of its own (not yet running).
+wsgi_asgi *wsgi_asgi_new(wsgi_app *app, wsgi_error *err);
+void wsgi_asgi_free(wsgi_asgi *a);
+// Runs the app's event loop until wsgi_asgi_stop; call it on a thread kept
+// for the loop.
+int wsgi_asgi_run(wsgi_asgi *a, wsgi_error *err);
+void wsgi_asgi_stop(wsgi_asgi *a);
+// Sends lifespan.<event> and waits (at most timeout seconds) for the answer:
+// status "complete", "failed" (msg says why) or "unsupported".
+int wsgi_asgi_lifespan(wsgi_asgi *a, const char *event, double timeout, char **status,
+                       char **msg, wsgi_error *err);
+// Starts the app on a connection scope (value-encoded dict), with an
+// optional first message for receive(). Returns the Python request object.
+void *wsgi_asgi_start(wsgi_asgi *a, uintptr_t handle, const char *scope, int64_t scopelen,
+                      const char *first, int64_t firstlen, wsgi_error *err);
+// Hands a message (value-encoded dict) to the request's receive().
+int wsgi_asgi_deliver(wsgi_asgi *a, void *req, const char *msg, int64_t len, wsgi_error *err);
+// Wakes a send() waiting for Go's queue to drain.
+void wsgi_asgi_drained(wsgi_asgi *a, void *req);
+void wsgi_asgi_release(void *req);
+
 // Calls fn(arg) of the host helper module (host.py) under the GIL.
 int wsgi_host_call(const char *fn, const char *arg, wsgi_error *err);
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"syscall"
+	"time"
 )
 
 // Available reports whether this build can run Python.
@@ -37,6 +38,9 @@ var (
 	ErrNoFunction = errors.New("no such function")
 	ErrBadValue   = errors.New("bad value")
 )
+
+// BadValue marks err as ErrBadValue.
+func BadValue(err error) error { return err }
 
 // The constants of the cgo build.
 const (
@@ -122,3 +126,48 @@ func (c *Call) Finish() *Exception { return nil }
 
 // Eval fails without cgo.
 func Eval(src string) (string, error) { return "", errNoCgo }
+
+// ASGIRequest is the Go side of an ASGI connection; see the cgo build.
+type ASGIRequest interface {
+	Send(msg map[string]any) (wait bool, err error)
+	Want()
+	Done(exc *Exception)
+	Context() context.Context
+}
+
+// ErrGone makes send() raise OSError.
+var ErrGone = errors.New("client disconnected")
+
+// IsASGI is false without cgo.
+func (a *App) IsASGI() bool { return false }
+
+// ASGI is never created without cgo.
+type ASGI struct{}
+
+// NewASGI fails without cgo.
+func NewASGI(app *App) (*ASGI, error) { return nil, errNoCgo }
+
+// Stop does nothing.
+func (a *ASGI) Stop() error { return nil }
+
+// Lifespan fails without cgo.
+func (a *ASGI) Lifespan(event string, timeout time.Duration) (status, msg string, err error) {
+	return "", "", errNoCgo
+}
+
+// Conn is a connection scope.
+type Conn struct{}
+
+// Start fails without cgo.
+func (a *ASGI) Start(h Handle, scope map[string]any, first map[string]any) (Conn, error) {
+	return Conn{}, errNoCgo
+}
+
+// Deliver fails without cgo.
+func (a *ASGI) Deliver(c Conn, msg map[string]any) error { return errNoCgo }
+
+// Drained does nothing.
+func (a *ASGI) Drained(c Conn) {}
+
+// Release does nothing.
+func (c Conn) Release() {}

@@ -1,0 +1,675 @@
+package wsgi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gowsgi/wsgi/internal/cpython"
+)
+
+// ASGI apps run on an asyncio event loop of their own (cpython.ASGI). A
+// request's goroutine starts the app on the loop and then serves the
+// messages the app sends, which the loop thread queues (asgiExchange.Send)
+// without waiting for the network; receive() asks Go for messages, which
+// Go delivers from the request body or on disconnect.
+
+const (
+	// lifespanTimeout bounds how long the app's startup and shutdown may
+	// take.
+	lifespanTimeout = 60 * time.Second
+	// asgiDefaultThreads is how many ASGI requests may be in progress at
+	// once when Options.Threads is zero: they are coroutines, not threads.
+	asgiDefaultThreads = 1024
+	// Body bytes queued for the client above which send() waits.
+	asgiHighWater = 1 << 20
+	// asgiReadSize is the largest request body chunk handed to receive().
+	asgiReadSize = 64 << 10
+	// disconnectGrace is how long a request waits for the app to return
+	// after the client left; the app's sends raise OSError meanwhile.
+	disconnectGrace = 5 * time.Second
+)
+
+// startASGI creates the app's event loop and runs its lifespan startup.
+func (h *Handler) startASGI(app *cpython.App) (*cpython.ASGI, error) {
+	a, err := cpython.NewASGI(app)
+	if err != nil {
+		return nil, fmt.Errorf("wsgi: starting the ASGI event loop: %w", err)
+	}
+	status, msg, err := a.Lifespan("startup", lifespanTimeout)
+	switch {
+	case err != nil:
+		_ = a.Stop()
+		return nil, fmt.Errorf("wsgi: ASGI lifespan startup: %w", err)
+	case status == "failed":
+		_ = a.Stop()
+		return nil, fmt.Errorf("wsgi: ASGI lifespan startup failed: %s", msg)
+	case status == "unsupported":
+		h.cfg.logger.Debug("wsgi: the ASGI app does not support lifespan; serving without it", "detail", msg)
+	}
+	return a, nil
+}
+
+// stopASGI runs the lifespan shutdown and stops the event loop.
+func (h *Handler) stopASGI(a *cpython.ASGI) {
+	status, msg, err := a.Lifespan("shutdown", lifespanTimeout)
+	switch {
+	case err != nil:
+		h.cfg.logger.Error("wsgi: ASGI lifespan shutdown", "error", err)
+	case status == "failed":
+		h.cfg.logger.Error("wsgi: ASGI lifespan shutdown failed", "message", msg)
+	}
+	if err := a.Stop(); err != nil {
+		h.cfg.logger.Error("wsgi: ASGI event loop", "error", err)
+	}
+}
+
+// asgiEvent is a message from the app, queued for the request goroutine.
+type asgiEvent struct {
+	kind     string       // message type, or "done"
+	head     responseHead // http.response.start
+	trailers bool         // http.response.start declared trailers
+	body     []byte       // http.response.body
+	more     bool         // more_body / more_trailers
+	header   http.Header  // http.response.trailers
+	path     string       // http.response.pathsend
+	exc      *cpython.Exception
+}
+
+// asgiExchange is one HTTP request served by an ASGI app.
+type asgiExchange struct {
+	h    *Handler
+	a    *cpython.ASGI
+	w    http.ResponseWriter
+	r    *http.Request
+	conn cpython.Conn
+
+	// Filled by the loop thread (Send, Want, Done), drained by serve.
+	mu        sync.Mutex
+	events    []asgiEvent
+	wants     int
+	queued    int  // body bytes queued
+	waiting   bool // a send() waits for Drained
+	startSeen bool
+	bodyDone  bool
+	trailers  bool
+	notify    chan struct{}
+	gone      atomic.Bool // client left or response over: send() raises
+
+	// Owned by the request goroutine.
+	ctrl     *http.ResponseController
+	head     responseHead
+	sent     bool
+	noBody   bool
+	written  int64
+	cut      bool
+	werr     error
+	reading  bool  // a body read is in flight
+	bodyEOF  bool  // the whole body was delivered
+	bodyRead int64 // body bytes delivered
+	bodyCh   chan bodyChunk
+	finished bool // the response was completed
+	done     bool // the app returned
+	exc      *cpython.Exception
+}
+
+type bodyChunk struct {
+	data []byte
+	err  error
+}
+
+// Send implements cpython.ASGIRequest: it runs on the loop thread.
+func (x *asgiExchange) Send(msg map[string]any) (bool, error) {
+	kind, _ := msg["type"].(string)
+	if x.gone.Load() {
+		return false, fmt.Errorf("wsgi: %s: %w", kind, cpython.ErrGone)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ev := asgiEvent{kind: kind}
+	switch kind {
+	case "http.response.start":
+		if x.startSeen {
+			return false, errors.New("wsgi: http.response.start sent twice")
+		}
+		status, ok := msg["status"].(int64)
+		if !ok {
+			return false, cpython.BadValue(errors.New("wsgi: http.response.start: status must be an int"))
+		}
+		fields, err := headerFields(msg["headers"])
+		if err != nil {
+			return false, err
+		}
+		head, err := parseResponseHead(strconv.FormatInt(status, 10)+" ", fields)
+		if err != nil {
+			return false, cpython.BadValue(err)
+		}
+		ev.head = head
+		ev.trailers, _ = msg["trailers"].(bool)
+		x.startSeen, x.trailers = true, ev.trailers
+	case "http.response.body":
+		if !x.startSeen {
+			return false, errors.New("wsgi: http.response.body before http.response.start")
+		}
+		if x.bodyDone {
+			return false, errors.New("wsgi: http.response.body after the body ended")
+		}
+		switch b := msg["body"].(type) {
+		case nil:
+		case []byte:
+			ev.body = b
+		default:
+			return false, cpython.BadValue(errors.New("wsgi: http.response.body: body must be bytes"))
+		}
+		ev.more, _ = msg["more_body"].(bool)
+		x.bodyDone = !ev.more
+		x.queued += len(ev.body)
+	case "http.response.trailers":
+		if !x.trailers {
+			return false, errors.New("wsgi: http.response.trailers without trailers=True in http.response.start")
+		}
+		fields, err := headerFields(msg["headers"])
+		if err != nil {
+			return false, err
+		}
+		ev.header = make(http.Header)
+		for i := 0; i < len(fields); i += 2 {
+			if err := validateHeader(fields[i], fields[i+1]); err != nil {
+				return false, cpython.BadValue(err)
+			}
+			ev.header.Add(fields[i], fields[i+1])
+		}
+		ev.more, _ = msg["more_trailers"].(bool)
+	case "http.response.pathsend":
+		if !x.startSeen || x.bodyDone {
+			return false, errors.New("wsgi: http.response.pathsend must follow http.response.start, instead of a body")
+		}
+		p, ok := msg["path"].(string)
+		if !ok || !strings.HasPrefix(p, "/") {
+			return false, cpython.BadValue(errors.New("wsgi: http.response.pathsend: path must be an absolute path"))
+		}
+		ev.path = p
+		x.bodyDone = true
+	default:
+		return false, cpython.BadValue(fmt.Errorf("wsgi: unexpected ASGI message type %q for an http scope", kind))
+	}
+	x.events = append(x.events, ev)
+	x.signal()
+	if x.queued > asgiHighWater {
+		x.waiting = true
+		return true, nil
+	}
+	return false, nil
+}
+
+// headerFields flattens ASGI headers ([[name, value], ...] of bytes).
+func headerFields(v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, cpython.BadValue(errors.New("wsgi: headers must be a list of [name, value] byte pairs"))
+	}
+	fields := make([]string, 0, 2*len(list))
+	for _, item := range list {
+		pair, ok := item.([]any)
+		if !ok || len(pair) != 2 {
+			return nil, cpython.BadValue(errors.New("wsgi: each header must be a [name, value] pair"))
+		}
+		name, ok1 := pair[0].([]byte)
+		value, ok2 := pair[1].([]byte)
+		if !ok1 || !ok2 {
+			return nil, cpython.BadValue(errors.New("wsgi: header names and values must be bytes"))
+		}
+		fields = append(fields, string(name), string(value))
+	}
+	return fields, nil
+}
+
+// Context implements cpython.ASGIRequest.
+func (x *asgiExchange) Context() context.Context { return x.r.Context() }
+
+// Want implements cpython.ASGIRequest: a receive() waits.
+func (x *asgiExchange) Want() {
+	x.mu.Lock()
+	x.wants++
+	x.signal()
+	x.mu.Unlock()
+}
+
+// Done implements cpython.ASGIRequest: the app returned or raised.
+func (x *asgiExchange) Done(exc *cpython.Exception) {
+	x.mu.Lock()
+	x.events = append(x.events, asgiEvent{kind: "done", exc: exc})
+	x.signal()
+	x.mu.Unlock()
+}
+
+func (x *asgiExchange) signal() {
+	select {
+	case x.notify <- struct{}{}:
+	default:
+	}
+}
+
+// serveASGI runs an HTTP request through the ASGI app. It reports whether
+// the connection must be aborted.
+func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope map[string]any) (abort bool) {
+	x := &asgiExchange{h: h, a: g.asgi, w: w, r: r, notify: make(chan struct{}, 1), bodyCh: make(chan bodyChunk, 1)}
+	var first map[string]any
+	if r.ContentLength == 0 {
+		first = map[string]any{"type": "http.request", "body": []byte{}, "more_body": false}
+		x.bodyEOF = true
+	}
+	handle := cpython.Register(cpython.ASGIRequest(x))
+	defer handle.Release()
+	conn, err := g.asgi.Start(handle, scope, first)
+	if err != nil {
+		h.internalError(w, err)
+		return false
+	}
+	x.conn = conn
+	defer conn.Release()
+	return x.serve()
+}
+
+// serve handles the app's messages until it has returned.
+func (x *asgiExchange) serve() (abort bool) {
+	ctxDone := x.r.Context().Done()
+	var graceTimer <-chan time.Time
+	for !x.done {
+		select {
+		case <-x.notify:
+		case c := <-x.bodyCh:
+			x.reading = false
+			x.deliverBody(c)
+		case <-ctxDone:
+			ctxDone = nil
+			x.gone.Store(true)
+			x.werr = errClientGone
+			graceTimer = time.After(disconnectGrace)
+		case <-graceTimer:
+			x.h.cfg.logger.Warn("wsgi: the ASGI app kept running after the client left; not waiting for it",
+				"path", x.r.URL.Path)
+			return true
+		}
+		x.step()
+	}
+	return x.finish()
+}
+
+// step processes queued events and waiting receive() calls.
+func (x *asgiExchange) step() {
+	x.mu.Lock()
+	events := x.events
+	x.events = nil
+	x.mu.Unlock()
+	for _, ev := range events {
+		x.handle(ev)
+	}
+	if x.sent && x.werr == nil && !x.finished {
+		if err := x.flush(); err != nil {
+			x.werr = err
+		}
+	}
+	x.mu.Lock()
+	wants := x.wants
+	drained := x.waiting && x.queued < asgiHighWater/2
+	if drained {
+		x.waiting = false
+	}
+	x.mu.Unlock()
+	if drained {
+		x.a.Drained(x.conn)
+	}
+	if wants > 0 {
+		x.answerWants()
+	}
+}
+
+// answerWants gives a waiting receive() its message: the next body chunk
+// (read in the background), or http.disconnect once the client left or
+// the response is over.
+func (x *asgiExchange) answerWants() {
+	if !x.bodyEOF && x.werr == nil {
+		if !x.reading {
+			x.reading = true
+			go x.readBody()
+		}
+		return
+	}
+	if x.werr != nil || x.finished {
+		x.mu.Lock()
+		n := x.wants
+		x.wants = 0
+		x.mu.Unlock()
+		for range n {
+			_ = x.a.Deliver(x.conn, map[string]any{"type": "http.disconnect"})
+		}
+	}
+}
+
+func (x *asgiExchange) readBody() {
+	buf := make([]byte, asgiReadSize)
+	n, err := io.ReadAtLeast(x.r.Body, buf, 1)
+	x.bodyCh <- bodyChunk{data: buf[:n], err: err}
+}
+
+func (x *asgiExchange) deliverBody(c bodyChunk) {
+	x.mu.Lock()
+	x.wants--
+	x.mu.Unlock()
+	x.bodyRead += int64(len(c.data))
+	if c.err != nil && !errors.Is(c.err, io.EOF) {
+		// A reset or an oversized body: to the app, the client is gone.
+		x.h.cfg.logger.Info("wsgi: reading the request body", "error", bodyError(c.err), "path", x.r.URL.Path)
+		x.bodyEOF = true
+		x.werr = errClientGone
+		x.gone.Store(true)
+		_ = x.a.Deliver(x.conn, map[string]any{"type": "http.disconnect"})
+		return
+	}
+	x.bodyEOF = c.err != nil || (x.r.ContentLength >= 0 && x.bodyRead >= x.r.ContentLength)
+	_ = x.a.Deliver(x.conn, map[string]any{"type": "http.request", "body": c.data, "more_body": !x.bodyEOF})
+}
+
+// handle applies one event to the response.
+func (x *asgiExchange) handle(ev asgiEvent) {
+	switch ev.kind {
+	case "http.response.start":
+		x.head = ev.head
+		if ev.trailers {
+			x.head.header["Trailer"] = nil // trailers are sent with http.TrailerPrefix
+		}
+		x.sendHead()
+	case "http.response.body":
+		x.mu.Lock()
+		x.queued -= len(ev.body)
+		x.mu.Unlock()
+		x.writeBody(ev.body)
+		if !ev.more && !x.trailers {
+			x.finished = true
+		}
+	case "http.response.trailers":
+		for k, v := range ev.header {
+			x.w.Header()[http.TrailerPrefix+k] = v
+		}
+		if !ev.more {
+			x.finished = true
+		}
+	case "http.response.pathsend":
+		x.sendFile(ev.path)
+		x.finished = true
+	case "done":
+		x.done = true
+		x.exc = ev.exc
+	}
+}
+
+func (x *asgiExchange) sendHead() {
+	x.sent = true
+	hdr := x.w.Header()
+	for k, v := range x.head.header {
+		if k == "Trailer" {
+			continue
+		}
+		hdr[k] = v
+	}
+	if _, ok := x.head.header["Content-Type"]; !ok {
+		hdr["Content-Type"] = nil // no sniffing
+	}
+	st := x.head.status
+	x.noBody = x.r.Method == http.MethodHead || st == http.StatusNoContent || st == http.StatusNotModified
+	if x.r.ContentLength != 0 && !x.bodyEOF {
+		_ = x.controller().EnableFullDuplex()
+	}
+	x.w.WriteHeader(st)
+	if x.trailers {
+		// Trailers need a chunked body: send the head now, before
+		// net/http could choose a Content-Length.
+		_ = x.flush()
+	}
+}
+
+func (x *asgiExchange) controller() *http.ResponseController {
+	if x.ctrl == nil {
+		x.ctrl = http.NewResponseController(x.w)
+	}
+	return x.ctrl
+}
+
+func (x *asgiExchange) flush() error {
+	err := x.controller().Flush()
+	if errors.Is(err, http.ErrNotSupported) {
+		return nil
+	}
+	return err
+}
+
+func (x *asgiExchange) writeBody(p []byte) {
+	if x.werr != nil || x.noBody || len(p) == 0 {
+		return
+	}
+	if cl := x.head.contentLength; cl >= 0 {
+		if left := cl - x.written; int64(len(p)) > left {
+			p = p[:left]
+			if !x.cut {
+				x.cut = true
+				x.h.cfg.logger.Warn("wsgi: app sent more than its Content-Length; the excess was dropped",
+					"content_length", cl, "path", x.r.URL.Path)
+			}
+		}
+	}
+	n, err := x.w.Write(p)
+	x.written += int64(n)
+	if err != nil {
+		x.werr = err
+		x.gone.Store(true)
+	}
+}
+
+// sendFile implements http.response.pathsend with sendfile(2) through
+// io.Copy.
+func (x *asgiExchange) sendFile(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		x.h.cfg.logger.Error("wsgi: http.response.pathsend", "error", err)
+		x.werr = err
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		x.h.cfg.logger.Error("wsgi: http.response.pathsend: not a regular file", "path", path)
+		x.werr = errors.New("not a regular file")
+		return
+	}
+	if x.noBody {
+		return
+	}
+	n := st.Size()
+	if cl := x.head.contentLength; cl >= 0 && cl < n {
+		n = cl
+	}
+	copied, err := io.Copy(x.w, io.LimitReader(f, n))
+	x.written += copied
+	if err != nil {
+		x.werr = err
+	}
+}
+
+// finish reports how the request ended, after the app returned.
+func (x *asgiExchange) finish() (abort bool) {
+	x.gone.Store(true)
+	attrs := []any{"method", x.r.Method, "path", x.r.URL.Path}
+	var err error
+	switch {
+	case x.exc != nil:
+		pe := newPythonError(x.exc)
+		err = pe
+		attrs = append(attrs, "error", pe.Error(), "traceback", pe.Traceback)
+	case !x.sent:
+		err = errors.New("wsgi: the ASGI app returned without starting a response")
+		attrs = append(attrs, "error", err.Error())
+	case !x.finished && x.werr == nil:
+		err = errors.New("wsgi: the ASGI app returned before completing its response")
+		attrs = append(attrs, "error", err.Error())
+	}
+	if err == nil {
+		if cl := x.head.contentLength; !x.noBody && cl >= 0 && x.written < cl && x.werr == nil {
+			x.h.cfg.logger.Error("wsgi: app sent less than its Content-Length; closing the connection",
+				"content_length", cl, "sent", x.written, "path", x.r.URL.Path)
+			return true
+		}
+		return false
+	}
+	switch {
+	case x.werr != nil:
+		x.h.cfg.logger.Info("wsgi: client disconnected; the app stopped with an error", attrs...)
+		return x.sent
+	case x.sent:
+		x.h.cfg.logger.Error("wsgi: app failed after the response started; aborting the connection", attrs...)
+		return true
+	}
+	x.h.cfg.logger.Error("wsgi: app failed", attrs...)
+	x.h.internalError(x.w, err)
+	return false
+}
+
+// buildScope makes the ASGI scope of an HTTP request. path and raw_path
+// are relative to root_path (the mount point), like WSGI's PATH_INFO, so
+// that routers match routes written without the mount.
+func buildScope(r *http.Request, prefix string, kind string) (map[string]any, int, string) {
+	scriptName, pathInfo, status, reason := splitPath(r, prefix)
+	if status != 0 {
+		return nil, status, reason
+	}
+	headers := make([]any, 0, len(r.Header)+1)
+	if r.Host != "" {
+		headers = append(headers, []any{[]byte("host"), []byte(r.Host)})
+	}
+	for name, values := range r.Header {
+		lower := []byte(strings.ToLower(name))
+		for _, v := range values {
+			headers = append(headers, []any{lower, []byte(v)})
+		}
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if kind == "websocket" {
+		scheme = "ws"
+		if r.TLS != nil {
+			scheme = "wss"
+		}
+	}
+	name, port, portNum := serverAddr(r)
+	if port != "" {
+		portNum, _ = strconv.Atoi(port)
+	}
+	scope := map[string]any{
+		"type":         kind,
+		"asgi":         map[string]any{"version": "3.0", "spec_version": "2.4"},
+		"http_version": httpVersion(r),
+		"scheme":       scheme,
+		"path":         pathInfo,
+		"raw_path":     []byte(rawPathAfter(r, pathInfo)),
+		"query_string": []byte(r.URL.RawQuery),
+		"root_path":    scriptName,
+		"headers":      headers,
+		"server":       []any{name, int64(portNum)},
+	}
+	if kind == "http" {
+		scope["method"] = r.Method
+		scope["extensions"] = map[string]any{
+			"http.response.trailers": map[string]any{},
+			"http.response.pathsend": map[string]any{},
+		}
+	}
+	if host, p, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		n, _ := strconv.Atoi(p)
+		scope["client"] = []any{host, int64(n)}
+	}
+	return scope, 0, ""
+}
+
+func httpVersion(r *http.Request) string {
+	switch {
+	case r.ProtoMajor == 2:
+		return "2"
+	case r.ProtoMajor == 3:
+		return "3"
+	case r.ProtoMinor == 0:
+		return "1.0"
+	}
+	return "1.1"
+}
+
+// rawPathAfter is the raw (still percent-encoded) form of pathInfo: the
+// end of the request's escaped path.
+func rawPathAfter(r *http.Request, pathInfo string) string {
+	escaped := r.URL.EscapedPath()
+	if r.RequestURI != "" && !strings.HasPrefix(r.RequestURI, "*") {
+		if p, _, _ := strings.Cut(r.RequestURI, "?"); strings.HasPrefix(p, "/") {
+			escaped = p
+		}
+	}
+	// Walk back from the end: each decoded byte of pathInfo is one raw
+	// byte, or a %XX escape.
+	i, j := len(escaped), len(pathInfo)
+	for j > 0 && i > 0 {
+		if i >= 3 && escaped[i-3] == '%' {
+			i -= 3
+		} else {
+			i--
+		}
+		j--
+	}
+	return escaped[i:]
+}
+
+// serveASGIHTTP is ServeHTTP for an ASGI app.
+func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
+	scope, status, reason := buildScope(r, h.cfg.prefix, "http")
+	if status != 0 {
+		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
+		plainError(w, status, http.StatusText(status))
+		return
+	}
+	if max := h.cfg.maxBodyBytes; max > 0 {
+		if r.ContentLength > max {
+			plainError(w, http.StatusRequestEntityTooLarge, "request body too large")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+	}
+	if !h.acquire(r.Context()) {
+		h.cfg.logger.Warn("wsgi: no request slot free in time; answering 503",
+			"queue_timeout", h.cfg.queueTimeout, "threads", h.cfg.threads, "context", r.Context().Err())
+		unavailable(w, "wsgi: server busy")
+		return
+	}
+	g := h.current()
+	var abort bool
+	if g.asgi == nil {
+		h.internalError(w, g.err)
+	} else {
+		abort = h.serveASGI(g, w, r, scope)
+	}
+	g.unref()
+	<-h.slots
+	if abort {
+		panic(http.ErrAbortHandler)
+	}
+}

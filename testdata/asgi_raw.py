@@ -1,0 +1,140 @@
+"""A raw ASGI 3.0 app: one route per behaviour the Go tests check."""
+
+import asyncio
+import hashlib
+import json
+
+events = []  # lifespan and disconnect events, for /events
+
+
+async def body_of(receive):
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise OSError("client went away")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def respond(send, status, body, ctype=b"text/plain", extra=()):
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", ctype)] + list(extra)})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            events.append(message["type"])
+            if message["type"] == "lifespan.startup":
+                scope["state"]["started"] = "yes"
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    assert scope["type"] == "http"
+    path = scope["path"]
+    if path == "/hello":
+        await respond(send, 200, b"Hello, world!")
+    elif path.startswith("/scope"):
+        out = {k: v for k, v in scope.items() if k not in ("headers", "raw_path", "query_string", "state", "extensions", "client", "server")}
+        out["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+        out["raw_path"] = scope["raw_path"].decode("latin-1")
+        out["query_string"] = scope["query_string"].decode("latin-1")
+        out["state"] = dict(scope["state"])
+        out["extensions"] = sorted(scope.get("extensions", {}))
+        out["client"] = list(scope["client"])
+        out["server"] = list(scope["server"])
+        await respond(send, 200, json.dumps(out).encode(), b"application/json")
+    elif path == "/echo":
+        data = await body_of(receive)
+        await respond(send, 200, data, b"application/octet-stream")
+    elif path == "/sha":
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            message = await receive()
+            h.update(message.get("body", b""))
+            n += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await respond(send, 200, json.dumps({"sha256": h.hexdigest(), "bytes": n}).encode(), b"application/json")
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for i in range(5):
+            await send({"type": "http.response.body", "body": b"chunk %d\n" % i, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/gated":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"before gate\n", "more_body": True})
+        await asyncio.wait_for(GATE.wait(), 5)
+        GATE.clear()
+        await send({"type": "http.response.body", "body": b"after gate\n"})
+    elif path == "/open-gate":
+        GATE.set()
+        await respond(send, 200, b"opened")
+    elif path == "/disconnect":
+        # Streams until the client leaves; then send() raises OSError.
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
+                await asyncio.sleep(0.001)
+        except OSError:
+            events.append("send raised OSError")
+            raise
+    elif path == "/wait-disconnect":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"waiting\n", "more_body": True})
+        message = await receive()  # the body (empty)
+        message = await receive()
+        events.append("received " + message["type"])
+    elif path == "/events":
+        await respond(send, 200, json.dumps(events).encode(), b"application/json")
+    elif path == "/raise":
+        raise ValueError("boom in asgi")
+    elif path == "/raise-after-start":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise ValueError("boom after start")
+    elif path == "/no-start":
+        return
+    elif path == "/body-before-start":
+        try:
+            await send({"type": "http.response.body", "body": b"x"})
+        except RuntimeError as e:
+            await respond(send, 200, ("RuntimeError: %s" % e).encode())
+    elif path == "/start-twice":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        except RuntimeError as e:
+            await send({"type": "http.response.body", "body": ("RuntimeError: %s" % e).encode()})
+    elif path == "/bad-header":
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"x-bad", b"a\r\nb")]})
+        except ValueError as e:
+            await respond(send, 200, ("ValueError: %s" % e).encode())
+    elif path == "/trailers":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")], "trailers": True})
+        await send({"type": "http.response.body", "body": b"with trailers"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc123")]})
+    elif path == "/pathsend":
+        p = scope["query_string"].decode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]})
+        await send({"type": "http.response.pathsend", "path": p})
+    elif path == "/big":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(64):
+            await send({"type": "http.response.body", "body": b"y" * 65536, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/system-exit":
+        raise SystemExit(3)
+    else:
+        await respond(send, 404, b"no route " + path.encode())
+
+
+GATE = asyncio.Event()
