@@ -641,7 +641,11 @@ func rawPathAfter(r *http.Request, pathInfo string) string {
 
 // serveASGIHTTP is ServeHTTP for an ASGI app.
 func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
-	scope, status, reason := buildScope(r, h.cfg.prefix, "http")
+	kind := "http"
+	if isWebSocket(r) {
+		kind = "websocket"
+	}
+	scope, status, reason := buildScope(r, h.cfg.prefix, kind)
 	if status != 0 {
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
 		plainError(w, status, http.StatusText(status))
@@ -662,9 +666,12 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g := h.current()
 	var abort bool
-	if g.asgi == nil {
+	switch {
+	case g.asgi == nil:
 		h.internalError(w, g.err)
-	} else {
+	case kind == "websocket":
+		h.serveASGIWebSocket(g, w, r, scope)
+	default:
 		abort = h.serveASGI(g, w, r, scope)
 	}
 	g.unref()

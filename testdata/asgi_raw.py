@@ -138,3 +138,43 @@ async def app(scope, receive, send):
 
 
 GATE = asyncio.Event()
+
+
+async def ws_app(scope, receive, send):
+    """WebSocket routes: /echo, /refuse, /deny, /close-code, /raise."""
+    if scope["type"] == "lifespan":
+        return
+    if scope["type"] == "http":
+        return await app(scope, receive, send)
+    path = scope["path"]
+    message = await receive()
+    assert message["type"] == "websocket.connect"
+    if path == "/refuse":
+        await send({"type": "websocket.close"})
+        return
+    if path == "/deny":
+        await send({"type": "websocket.http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "websocket.http.response.body", "body": b"no entry"})
+        return
+    if path == "/raise":
+        await send({"type": "websocket.accept"})
+        raise ValueError("boom on a websocket")
+    subprotocol = scope["subprotocols"][0] if scope["subprotocols"] else None
+    await send({"type": "websocket.accept", "subprotocol": subprotocol,
+                "headers": [(b"x-accepted", b"yes")]})
+    if path == "/close-code":
+        await send({"type": "websocket.close", "code": 4001, "reason": "bye now"})
+        return
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            events.append("ws disconnect %d" % message["code"])
+            return
+        if message.get("text") == "close":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": "echo: " + message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})

@@ -1,0 +1,406 @@
+package wsgi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/gowsgi/wsgi/internal/cpython"
+)
+
+// WebSockets for ASGI apps: github.com/coder/websocket does the protocol
+// (handshake, framing, masking, close handshake, size limits); this file
+// maps it to the ASGI websocket messages.
+
+// wsDefaultReadLimit is the largest message a client may send when
+// Options.MaxBodyBytes is zero (uvicorn's default too).
+const wsDefaultReadLimit = 16 << 20
+
+// isWebSocket reports whether r asks for a WebSocket upgrade.
+func isWebSocket(r *http.Request) bool {
+	return r.Method == http.MethodGet && headerHasToken(r.Header, "Connection", "upgrade") &&
+		headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h[name] {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wsEvent is a message from the app for a WebSocket scope.
+type wsEvent struct {
+	kind        string
+	subprotocol string
+	header      http.Header
+	data        []byte
+	text        bool
+	code        int
+	reason      string
+	head        responseHead // websocket.http.response.start
+	more        bool
+	exc         *cpython.Exception
+}
+
+type wsIncoming struct {
+	typ  websocket.MessageType
+	data []byte
+	err  error
+}
+
+// wsExchange is one WebSocket connection served by an ASGI app.
+type wsExchange struct {
+	h    *Handler
+	a    *cpython.ASGI
+	w    http.ResponseWriter
+	r    *http.Request
+	conn cpython.Conn
+
+	mu       sync.Mutex
+	events   []wsEvent
+	wants    int
+	accepted bool // websocket.accept seen
+	denying  bool // websocket.http.response.start seen
+	closed   bool // websocket.close seen
+	notify   chan struct{}
+	gone     atomic.Bool
+
+	ws       *websocket.Conn
+	in       chan wsIncoming
+	finished bool // the connection is over (closed or denied)
+	sentHTTP bool // a denial response started
+	done     bool
+	exc      *cpython.Exception
+}
+
+func (x *wsExchange) Context() context.Context { return x.r.Context() }
+
+func (x *wsExchange) Want() {
+	x.mu.Lock()
+	x.wants++
+	x.signal()
+	x.mu.Unlock()
+}
+
+func (x *wsExchange) Done(exc *cpython.Exception) {
+	x.mu.Lock()
+	x.events = append(x.events, wsEvent{kind: "done", exc: exc})
+	x.signal()
+	x.mu.Unlock()
+}
+
+func (x *wsExchange) signal() {
+	select {
+	case x.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Send takes the app's messages; it runs on the loop thread.
+func (x *wsExchange) Send(msg map[string]any) (bool, error) {
+	kind, _ := msg["type"].(string)
+	if x.gone.Load() {
+		return false, fmt.Errorf("wsgi: %s: %w", kind, cpython.ErrGone)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ev := wsEvent{kind: kind}
+	switch kind {
+	case "websocket.accept":
+		if x.accepted || x.denying || x.closed {
+			return false, errors.New("wsgi: websocket.accept at the wrong time")
+		}
+		ev.subprotocol, _ = msg["subprotocol"].(string)
+		fields, err := headerFields(msg["headers"])
+		if err != nil {
+			return false, err
+		}
+		ev.header = make(http.Header)
+		for i := 0; i < len(fields); i += 2 {
+			if err := validateHeader(fields[i], fields[i+1]); err != nil {
+				return false, cpython.BadValue(err)
+			}
+			ev.header.Add(fields[i], fields[i+1])
+		}
+		x.accepted = true
+	case "websocket.send":
+		if !x.accepted || x.closed {
+			return false, errors.New("wsgi: websocket.send before websocket.accept or after websocket.close")
+		}
+		b, isBytes := msg["bytes"].([]byte)
+		s, isText := msg["text"].(string)
+		switch {
+		case isBytes && !isText:
+			ev.data = b
+		case isText && !isBytes:
+			ev.data, ev.text = []byte(s), true
+		default:
+			return false, cpython.BadValue(errors.New("wsgi: websocket.send needs exactly one of bytes and text"))
+		}
+	case "websocket.close":
+		if x.closed || x.denying {
+			return false, errors.New("wsgi: websocket.close sent twice")
+		}
+		ev.code = 1000
+		if c, ok := msg["code"].(int64); ok {
+			ev.code = int(c)
+		}
+		ev.reason, _ = msg["reason"].(string)
+		x.closed = true
+	case "websocket.http.response.start":
+		if x.accepted || x.denying || x.closed {
+			return false, errors.New("wsgi: websocket.http.response.start after the handshake was answered")
+		}
+		status, ok := msg["status"].(int64)
+		if !ok {
+			return false, cpython.BadValue(errors.New("wsgi: websocket.http.response.start: status must be an int"))
+		}
+		fields, err := headerFields(msg["headers"])
+		if err != nil {
+			return false, err
+		}
+		head, err := parseResponseHead(strconv.FormatInt(status, 10)+" ", fields)
+		if err != nil {
+			return false, cpython.BadValue(err)
+		}
+		ev.head = head
+		x.denying = true
+	case "websocket.http.response.body":
+		if !x.denying {
+			return false, errors.New("wsgi: websocket.http.response.body before websocket.http.response.start")
+		}
+		ev.data, _ = msg["body"].([]byte)
+		ev.more, _ = msg["more_body"].(bool)
+	default:
+		return false, cpython.BadValue(fmt.Errorf("wsgi: unexpected ASGI message type %q for a websocket scope", kind))
+	}
+	x.events = append(x.events, ev)
+	x.signal()
+	return false, nil
+}
+
+// serveASGIWebSocket runs a WebSocket connection through the ASGI app.
+func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.Request, scope map[string]any) {
+	var subprotocols []any
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				subprotocols = append(subprotocols, p)
+			}
+		}
+	}
+	scope["subprotocols"] = subprotocols
+	scope["extensions"] = map[string]any{"websocket.http.response": map[string]any{}}
+	x := &wsExchange{h: h, a: g.asgi, w: w, r: r, notify: make(chan struct{}, 1), in: make(chan wsIncoming)}
+	handle := cpython.Register(cpython.ASGIRequest(x))
+	defer handle.Release()
+	conn, err := g.asgi.Start(handle, scope, map[string]any{"type": "websocket.connect"})
+	if err != nil {
+		h.internalError(w, err)
+		return
+	}
+	x.conn = conn
+	defer conn.Release()
+	x.serve()
+}
+
+func (x *wsExchange) serve() {
+	var grace <-chan time.Time
+	ctxDone := x.r.Context().Done()
+	for !x.done {
+		var in chan wsIncoming
+		if x.wants > 0 && x.ws != nil && !x.finished {
+			in = x.in
+		}
+		select {
+		case <-x.notify:
+		case m := <-in:
+			x.deliver(m)
+		case <-ctxDone:
+			ctxDone = nil
+			x.disconnect(1006)
+			grace = time.After(disconnectGrace)
+		case <-grace:
+			x.h.cfg.logger.Warn("wsgi: the ASGI app kept running after the WebSocket closed; not waiting for it",
+				"path", x.r.URL.Path)
+			return
+		}
+		x.step()
+	}
+	x.finish()
+}
+
+func (x *wsExchange) step() {
+	x.mu.Lock()
+	events := x.events
+	x.events = nil
+	x.mu.Unlock()
+	for _, ev := range events {
+		x.handle(ev)
+	}
+	x.mu.Lock()
+	wants := x.wants
+	x.mu.Unlock()
+	if wants > 0 && x.finished {
+		x.disconnect(1000)
+	}
+}
+
+// deliver hands a client message (or the end of the connection) to a
+// waiting receive().
+func (x *wsExchange) deliver(m wsIncoming) {
+	if m.err != nil {
+		code := int(websocket.CloseStatus(m.err))
+		if code < 0 {
+			code = 1006 // closed without a close frame
+		}
+		x.finished = true
+		x.disconnect(code)
+		return
+	}
+	x.mu.Lock()
+	x.wants--
+	x.mu.Unlock()
+	msg := map[string]any{"type": "websocket.receive"}
+	if m.typ == websocket.MessageText {
+		msg["text"] = string(m.data)
+	} else {
+		msg["bytes"] = m.data
+	}
+	_ = x.a.Deliver(x.conn, msg)
+}
+
+// disconnect answers every waiting receive() with websocket.disconnect;
+// later sends raise OSError.
+func (x *wsExchange) disconnect(code int) {
+	x.gone.Store(true)
+	x.mu.Lock()
+	n := x.wants
+	x.wants = 0
+	x.mu.Unlock()
+	for range n {
+		_ = x.a.Deliver(x.conn, map[string]any{"type": "websocket.disconnect", "code": int64(code)})
+	}
+}
+
+func (x *wsExchange) handle(ev wsEvent) {
+	switch ev.kind {
+	case "websocket.accept":
+		for k, v := range ev.header {
+			x.w.Header()[k] = v
+		}
+		opts := &websocket.AcceptOptions{
+			// Origin checks are the app's (the Origin header is in the
+			// scope), as under uvicorn and other ASGI servers.
+			InsecureSkipVerify: true,
+		}
+		if ev.subprotocol != "" {
+			opts.Subprotocols = []string{ev.subprotocol}
+		}
+		ws, err := websocket.Accept(x.w, x.r, opts)
+		if err != nil {
+			x.h.cfg.logger.Info("wsgi: WebSocket handshake failed", "error", err, "path", x.r.URL.Path)
+			x.finished = true
+			x.disconnect(1006)
+			return
+		}
+		limit := int64(wsDefaultReadLimit)
+		if x.h.cfg.maxBodyBytes > 0 {
+			limit = x.h.cfg.maxBodyBytes
+		}
+		ws.SetReadLimit(limit)
+		x.ws = ws
+		go x.read()
+	case "websocket.send":
+		if x.ws == nil || x.finished {
+			return
+		}
+		typ := websocket.MessageBinary
+		if ev.text {
+			typ = websocket.MessageText
+		}
+		if err := x.ws.Write(x.r.Context(), typ, ev.data); err != nil {
+			x.finished = true
+			x.disconnect(1006)
+		}
+	case "websocket.close":
+		if x.ws == nil {
+			// Closing before accepting denies the handshake (403).
+			if !x.sentHTTP {
+				plainError(x.w, http.StatusForbidden, "websocket connection refused")
+			}
+		} else if !x.finished {
+			_ = x.ws.Close(websocket.StatusCode(ev.code), ev.reason)
+		}
+		x.finished = true
+	case "websocket.http.response.start":
+		x.sentHTTP = true
+		hdr := x.w.Header()
+		for k, v := range ev.head.header {
+			hdr[k] = v
+		}
+		x.w.WriteHeader(ev.head.status)
+	case "websocket.http.response.body":
+		_, _ = x.w.Write(ev.data)
+		if !ev.more {
+			x.finished = true
+		}
+	case "done":
+		x.done = true
+		x.exc = ev.exc
+	}
+}
+
+// read passes client messages to serve, one at a time.
+func (x *wsExchange) read() {
+	for {
+		typ, data, err := x.ws.Read(x.r.Context())
+		select {
+		case x.in <- wsIncoming{typ: typ, data: data, err: err}:
+		case <-x.r.Context().Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (x *wsExchange) finish() {
+	x.gone.Store(true)
+	if x.exc != nil {
+		pe := newPythonError(x.exc)
+		x.h.cfg.logger.Error("wsgi: app failed on a WebSocket", "error", pe.Error(), "traceback", pe.Traceback,
+			"path", x.r.URL.Path)
+	}
+	switch {
+	case x.ws != nil && !x.finished:
+		// The app returned without closing: close for it (1011 when it
+		// failed).
+		code := websocket.StatusNormalClosure
+		if x.exc != nil {
+			code = websocket.StatusInternalError
+		}
+		_ = x.ws.Close(code, "")
+	case x.ws == nil && !x.sentHTTP && !x.finished:
+		// Never accepted: the handshake is refused.
+		if x.exc != nil {
+			x.h.internalError(x.w, newPythonError(x.exc))
+		} else {
+			plainError(x.w, http.StatusForbidden, "websocket connection refused")
+		}
+	}
+}
