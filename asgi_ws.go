@@ -222,7 +222,10 @@ func (x *wsExchange) serve() {
 	ctxDone := x.r.Context().Done()
 	for !x.done {
 		var in chan wsIncoming
-		if x.wants > 0 && x.ws != nil && !x.finished {
+		x.mu.Lock()
+		wants := x.wants
+		x.mu.Unlock()
+		if wants > 0 && x.ws != nil && !x.finished {
 			in = x.in
 		}
 		select {
