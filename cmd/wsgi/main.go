@@ -60,6 +60,7 @@ type flags struct {
 	module          string
 	callable        string
 	prefix          string
+	protocol        string
 	threads         int
 	queueTimeout    time.Duration
 	maxBody         int64
@@ -74,7 +75,7 @@ type flags struct {
 
 // appFlags describe one app on the command line; -config may not be
 // combined with them.
-var appFlags = []string{"app", "module", "callable", "dir", "prefix", "threads", "debug", "queue-timeout", "max-body"}
+var appFlags = []string{"app", "module", "callable", "dir", "prefix", "protocol", "threads", "debug", "queue-timeout", "max-body"}
 
 // parseFlags parses args. It returns a non-nil error after printing the
 // problem and the usage; flag.ErrHelp for -h.
@@ -93,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.module, "module", "", "module holding the app, instead of -app")
 	fs.StringVar(&f.callable, "callable", "", "name of the WSGI callable in -module (default application)")
 	fs.StringVar(&f.prefix, "prefix", "", "URL `path` the app is mounted at; it becomes SCRIPT_NAME and other paths get 404")
+	fs.StringVar(&f.protocol, "protocol", "wsgi", "the app's interface: wsgi, asgi, or auto (an async callable means ASGI)")
 	fs.IntVar(&f.threads, "threads", 0, "requests that may run Python at once (0 means the library default, 8)")
 	fs.DurationVar(&f.queueTimeout, "queue-timeout", 0, "how long a request waits for a thread before a 503 (0 means the library default, 30s)")
 	fs.Int64Var(&f.maxBody, "max-body", 0, "largest request body in `bytes` (0 means no limit)")
@@ -174,6 +176,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Module:       f.module,
 		Callable:     f.callable,
 		Prefix:       f.prefix,
+		Protocol:     f.protocol,
 		Threads:      f.threads,
 		QueueTimeout: f.queueTimeout,
 		MaxBodyBytes: f.maxBody,
@@ -196,6 +199,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		"app", app,
 		"dir", absDir(f.dir),
 		"prefix", f.prefix,
+		"protocol", f.protocol,
 	)
 }
 

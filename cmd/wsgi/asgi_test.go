@@ -1,0 +1,36 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestASGILifespan: SIGTERM runs the app's lifespan shutdown, then exits 0.
+func TestASGILifespan(t *testing.T) {
+	t.Parallel()
+	log := filepath.Join(t.TempDir(), "lifespan.log")
+	p := start(t, []string{"WSGI_TEST_LIFESPAN=" + log},
+		"-addr", "127.0.0.1:0", "-dir", testdata, "-app", "asgi_lifespan:app", "-protocol", "asgi", "-log-format", "json")
+	code, body := get(t, "http://"+p.addr(t)+"/x")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "asgi /x", body)
+	assert.Equal(t, 0, p.stop(t), p.stderr())
+	b, err := os.ReadFile(log)
+	require.NoError(t, err)
+	assert.Equal(t, "lifespan.startup\nlifespan.shutdown\n", string(b))
+}
+
+// TestASGIStartupFailed: a failed startup exits non-zero with the app's
+// message, before listening.
+func TestASGIStartupFailed(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := runBinary(t, "-addr", "127.0.0.1:0", "-dir", testdata, "-app", "asgi_lifespan:failing", "-protocol", "auto")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "cannot reach the database")
+	assert.NotContains(t, stderr, "wsgi: serving")
+}
