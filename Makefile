@@ -1,5 +1,5 @@
 # Two commands on a fresh Debian machine:
-#   make run    serves the demo Flask app on http://127.0.0.1:8080
+#   make run    serves the demo (examples/: Flask and Django) on http://127.0.0.1:8080
 #   make test   runs every check CI runs
 # Both install what they need (Debian packages with apt-get, Go tools
 # through the module proxy) when it is missing.
@@ -16,18 +16,20 @@ OTHER_PYTHONS ?= 3.10 3.12 3.13
 FUZZTIME ?= 10s
 
 DEBS := python3-dev pkg-config gcc python3-flask python3-django python3-falcon \
-	python3-bottle python3-pyramid
+	python3-bottle python3-pyramid python3-uvloop python3-starlette python3-fastapi python3-quart
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps tools check unit race other-pythons fuzz-short fuzz bench build clean
+.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench build clean
 
+# The demo of examples/: a Flask app at /flask/ and a Django app at
+# /django/ (see examples/README.md).
 run: deps build
-	./bin/wsgi -addr $(ADDR) -dir examples/flaskdemo -app app:app
+	./bin/wsgi -config examples/apps.toml -addr $(ADDR)
 
 build: deps
 	$(GO) build -o bin/wsgi ./cmd/wsgi
 
-test: deps tools check race fuzz-short other-pythons
+test: deps tools check race fuzz-short other-pythons browser-test
 
 # Debian packages, installed only when one is missing.
 deps:
@@ -76,6 +78,16 @@ other-pythons:
 		PKG_CONFIG_PATH=$$prefix/lib/pkgconfig CGO_LDFLAGS="-Wl,-rpath,$$prefix/lib" \
 		WSGI_TEST_STDLIB_ONLY=1 $(GO) test -tags $$tag -count=1 ./... || exit 1; \
 	done
+
+# The demo in headless Chromium (Debian's chromium, installed when
+# missing): logs into the Django admin, adds a post, finds it in the API.
+browser-test: deps
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing: chromium"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
+	}
+	WSGI_BROWSER_TEST=1 $(GO) test -count=1 -run Browser ./examples/...
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 .

@@ -129,3 +129,23 @@ func itoa(i int) string {
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
 }
+
+// BenchmarkASGIHello is hello through a raw ASGI app on its event loop.
+func BenchmarkASGIHello(b *testing.B) {
+	h := benchHandler(b, wsgi.Options{Dir: "testdata", App: "asgi_raw:app", Protocol: "asgi"})
+	runBench(b, h, func() *http.Request { return httptest.NewRequest("GET", "/hello", nil) }, 13)
+}
+
+// BenchmarkASGIHelloParallel runs ASGI hello from GOMAXPROCS goroutines:
+// requests overlap on the loop.
+func BenchmarkASGIHelloParallel(b *testing.B) {
+	h := benchHandler(b, wsgi.Options{Dir: "testdata", App: "asgi_raw:app", Protocol: "asgi"})
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/hello", nil))
+		}
+	})
+}
