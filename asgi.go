@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -116,6 +115,7 @@ type asgiExchange struct {
 	reading  bool  // a body read is in flight
 	bodyEOF  bool  // the whole body was delivered
 	bodyRead int64 // body bytes delivered
+	stalled  bool  // the body read timed out
 	bodyCh   chan bodyChunk
 	finished bool // the response was completed
 	done     bool // the app returned
@@ -361,7 +361,14 @@ func (x *asgiExchange) answerWants() {
 
 func (x *asgiExchange) readBody() {
 	buf := make([]byte, asgiReadSize)
+	t := x.h.cfg.bodyReadTimeout
+	if t > 0 {
+		_ = x.controller().SetReadDeadline(time.Now().Add(t))
+	}
 	n, err := io.ReadAtLeast(x.r.Body, buf, 1)
+	if t > 0 {
+		_ = x.controller().SetReadDeadline(time.Time{})
+	}
 	x.bodyCh <- bodyChunk{data: buf[:n], err: err}
 }
 
@@ -371,7 +378,9 @@ func (x *asgiExchange) deliverBody(c bodyChunk) {
 	x.mu.Unlock()
 	x.bodyRead += int64(len(c.data))
 	if c.err != nil && !errors.Is(c.err, io.EOF) {
-		// A reset or an oversized body: to the app, the client is gone.
+		// A reset, a stall or an oversized body: to the app, the client
+		// is gone.
+		x.stalled = errors.Is(c.err, os.ErrDeadlineExceeded)
 		x.h.cfg.logger.Info("wsgi: reading the request body", "error", bodyError(c.err), "path", x.r.URL.Path)
 		x.bodyEOF = true
 		x.werr = errClientGone
@@ -513,6 +522,13 @@ func (x *asgiExchange) finish() (abort bool) {
 	x.gone.Store(true)
 	attrs := []any{"method", x.r.Method, "path", x.r.URL.Path}
 	var err error
+	if x.stalled && !x.sent {
+		x.h.cfg.logger.Info("wsgi: request body timed out", attrs...)
+		// Close the connection: the rest of the body is not coming.
+		x.w.Header().Set("Connection", "close")
+		plainError(x.w, http.StatusRequestTimeout, "request body timed out")
+		return false
+	}
 	switch {
 	case x.exc != nil:
 		pe := newPythonError(x.exc)
@@ -549,7 +565,7 @@ func (x *asgiExchange) finish() (abort bool) {
 // buildScope makes the ASGI scope of an HTTP request. path and raw_path
 // are relative to root_path (the mount point), like WSGI's PATH_INFO, so
 // that routers match routes written without the mount.
-func buildScope(r *http.Request, prefix string, kind string) (map[string]any, int, string) {
+func buildScope(r *http.Request, prefix string, kind string, p peer) (map[string]any, int, string) {
 	scriptName, pathInfo, status, reason := splitPath(r, prefix)
 	if status != 0 {
 		return nil, status, reason
@@ -565,12 +581,12 @@ func buildScope(r *http.Request, prefix string, kind string) (map[string]any, in
 		}
 	}
 	scheme := "http"
-	if r.TLS != nil {
+	if p.https {
 		scheme = "https"
 	}
 	if kind == "websocket" {
 		scheme = "ws"
-		if r.TLS != nil {
+		if p.https {
 			scheme = "wss"
 		}
 	}
@@ -597,9 +613,9 @@ func buildScope(r *http.Request, prefix string, kind string) (map[string]any, in
 			"http.response.pathsend": map[string]any{},
 		}
 	}
-	if host, p, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		n, _ := strconv.Atoi(p)
-		scope["client"] = []any{host, int64(n)}
+	if p.addr != "" {
+		n, _ := strconv.Atoi(p.port)
+		scope["client"] = []any{p.addr, int64(n)}
 	}
 	return scope, 0, ""
 }
@@ -645,7 +661,7 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
 	if isWebSocket(r) {
 		kind = "websocket"
 	}
-	scope, status, reason := buildScope(r, h.cfg.prefix, kind)
+	scope, status, reason := buildScope(r, h.cfg.prefix, kind, h.cfg.trusted.peer(r))
 	if status != 0 {
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
 		plainError(w, status, http.StatusText(status))

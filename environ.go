@@ -341,6 +341,12 @@ const (
 // and a reason when the request must be refused before the app runs;
 // status 0 means go on.
 func buildEnviron(e *environ, r *http.Request, prefix string, extra map[string]string) (status int, reason string) {
+	return buildEnvironFor(e, r, prefix, extra, directPeer(r))
+}
+
+// buildEnvironFor is buildEnviron with the client given: p differs from
+// the connection's peer behind a trusted proxy.
+func buildEnvironFor(e *environ, r *http.Request, prefix string, extra map[string]string, p peer) (status int, reason string) {
 	e.reset()
 
 	scriptName, pathInfo, status, reason := splitPath(r, prefix)
@@ -375,14 +381,12 @@ func buildEnviron(e *environ, r *http.Request, prefix string, extra map[string]s
 
 	e.addServer(r)
 
-	if host, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		e.addKnown(envRemoteAddr, host)
-		e.addKnown(envRemotePort, port)
-	} else {
-		e.addKnown(envRemoteAddr, r.RemoteAddr)
+	e.addKnown(envRemoteAddr, p.addr)
+	if p.port != "" {
+		e.addKnown(envRemotePort, p.port)
 	}
 
-	if r.TLS != nil {
+	if p.https {
 		e.addKnown(envHTTPS, "on")
 		e.addKnown(envURLScheme, "https")
 	} else {

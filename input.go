@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"time"
 )
 
 // bodyReader gives wsgi.input the semantics of io.BytesIO over a body that
@@ -22,6 +24,12 @@ type bodyReader struct {
 	left  int64 // declared bytes not yet read from src; -1 if unknown (chunked)
 
 	touched bool // src was read at least once
+
+	// timeout bounds each read from src (Options.BodyReadTimeout) through
+	// setDeadline; zero means no bound.
+	timeout     time.Duration
+	setDeadline func(time.Time) error
+	stalled     bool // a read timed out
 }
 
 const (
@@ -111,7 +119,14 @@ func (b *bodyReader) fill(want int) error {
 	}
 	b.touched = true
 	for {
+		if b.timeout > 0 && b.setDeadline != nil {
+			// Per read, not per body: a slow but steady upload is fine.
+			_ = b.setDeadline(time.Now().Add(b.timeout))
+		}
 		n, err := b.src.Read(b.buf[len(b.buf) : len(b.buf)+want])
+		if b.timeout > 0 && b.setDeadline != nil {
+			_ = b.setDeadline(time.Time{})
+		}
 		b.buf = b.buf[:len(b.buf)+n]
 		if b.left >= 0 {
 			b.left -= int64(n)
@@ -121,6 +136,11 @@ func (b *bodyReader) fill(want int) error {
 			return nil
 		}
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				b.stalled = true
+				b.err = fmt.Errorf("wsgi: the client sent no request body data for %v", b.timeout)
+				return b.err
+			}
 			b.err = bodyError(err)
 			return b.err
 		}

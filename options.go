@@ -110,6 +110,20 @@ type Options struct {
 	// If nil, the gohost module has no functions for this app.
 	Functions map[string]Func
 
+	// BodyReadTimeout bounds each read of the request body: an upload that
+	// stalls longer makes wsgi.input.read raise (and, if the app lets it
+	// propagate before responding, the client gets 408). A slow but steady
+	// upload is fine: the bound is per read. If zero, 60 seconds; if
+	// negative, none.
+	BodyReadTimeout time.Duration
+
+	// TrustedProxies lists the networks ("10.0.0.0/8") or addresses of
+	// reverse proxies whose X-Forwarded-For, X-Forwarded-Proto and
+	// Forwarded headers are believed: from them, REMOTE_ADDR becomes the
+	// client's address and the scheme the client's. If nil, those headers
+	// change nothing (they still reach the app as HTTP_* keys).
+	TrustedProxies []string
+
 	// MaxBodyBytes caps the request body. A declared Content-Length above
 	// it gets 413 before the app runs; a chunked body that grows past it
 	// makes wsgi.input.read raise. If zero, there is no limit.
@@ -118,33 +132,36 @@ type Options struct {
 
 // Default values used when an Options field is zero.
 const (
-	defaultCallable     = "application"
-	defaultThreads      = 8
-	defaultQueueTimeout = 30 * time.Second
+	defaultCallable        = "application"
+	defaultThreads         = 8
+	defaultQueueTimeout    = 30 * time.Second
+	defaultBodyReadTimeout = 60 * time.Second
 )
 
 // config is Options after defaults and validation.
 type config struct {
-	name         string
-	dir          string // absolute
-	module       string
-	callable     string
-	prefix       string // "" or "/x" without a trailing slash
-	threads      int
-	queueTimeout time.Duration
-	pythonPath   []string // absolute
-	sitePackages string   // absolute, "" if no virtualenv
-	env          map[string]string
-	logger       *slog.Logger
-	debug        bool
-	maxBodyBytes int64
-	static       bool
-	basicAuth    *BasicAuth
-	reload       bool
-	logFile      string
-	accessLog    bool
-	functions    map[string]Func
-	protocol     string // "wsgi", "asgi" or "auto"
+	name            string
+	dir             string // absolute
+	module          string
+	callable        string
+	prefix          string // "" or "/x" without a trailing slash
+	threads         int
+	queueTimeout    time.Duration
+	pythonPath      []string // absolute
+	sitePackages    string   // absolute, "" if no virtualenv
+	env             map[string]string
+	logger          *slog.Logger
+	debug           bool
+	maxBodyBytes    int64
+	static          bool
+	basicAuth       *BasicAuth
+	reload          bool
+	logFile         string
+	accessLog       bool
+	functions       map[string]Func
+	protocol        string // "wsgi", "asgi" or "auto"
+	trusted         trustedProxies
+	bodyReadTimeout time.Duration
 }
 
 // resolve validates o and fills in defaults. It touches the file system
@@ -251,6 +268,15 @@ func (o Options) resolve(pythonVersion string) (*config, error) {
 		}
 	}
 	c.env = o.Env
+	switch {
+	case o.BodyReadTimeout == 0:
+		c.bodyReadTimeout = defaultBodyReadTimeout
+	case o.BodyReadTimeout > 0:
+		c.bodyReadTimeout = o.BodyReadTimeout
+	}
+	if c.trusted, err = parseTrustedProxies(o.TrustedProxies); err != nil {
+		return nil, err
+	}
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}

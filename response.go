@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/gowsgi/wsgi/internal/cpython"
 )
@@ -52,6 +53,17 @@ func (x *exchange) reset(h *Handler, w http.ResponseWriter, r *http.Request) {
 	}
 	*x = exchange{h: h, w: w, r: r, fields: x.fields[:0], hdrMap: x.hdrMap}
 	x.body = bodyReader{src: r.Body, buf: buf, left: r.ContentLength}
+	if h != nil && h.cfg.bodyReadTimeout > 0 && r.ContentLength != 0 {
+		x.body.timeout = h.cfg.bodyReadTimeout
+		x.body.setDeadline = func(t time.Time) error { return x.controller().SetReadDeadline(t) }
+	}
+}
+
+func (x *exchange) controller() *http.ResponseController {
+	if x.ctrl == nil {
+		x.ctrl = http.NewResponseController(x.w)
+	}
+	return x.ctrl
 }
 
 // stateError is an error raised in the app as RuntimeError: a call made
@@ -197,10 +209,7 @@ func (x *exchange) writeBody(p []byte, flush bool) error {
 }
 
 func (x *exchange) flush() error {
-	if x.ctrl == nil {
-		x.ctrl = http.NewResponseController(x.w)
-	}
-	err := x.ctrl.Flush()
+	err := x.controller().Flush()
 	if errors.Is(err, http.ErrNotSupported) {
 		return nil
 	}
@@ -225,10 +234,7 @@ func (x *exchange) sendHead() {
 	if x.r.ContentLength != 0 && !x.body.eof && !waiting {
 		// Let the app go on reading the body after the response started
 		// (HTTP/1 would otherwise discard the rest of it).
-		if x.ctrl == nil {
-			x.ctrl = http.NewResponseController(x.w)
-		}
-		x.duplex = x.ctrl.EnableFullDuplex() == nil
+		x.duplex = x.controller().EnableFullDuplex() == nil
 	}
 	x.w.WriteHeader(st)
 }
@@ -443,7 +449,14 @@ func (x *exchange) fail(err error) (abort bool) {
 		return true
 	}
 	if x.werr == nil {
-		x.h.internalError(x.w, err)
+		if x.body.stalled {
+			// The app failed because the upload stalled: say so.
+			// Close the connection: the rest of the body is not coming.
+			x.w.Header().Set("Connection", "close")
+			plainError(x.w, http.StatusRequestTimeout, "request body timed out")
+		} else {
+			x.h.internalError(x.w, err)
+		}
 	}
 	return false
 }

@@ -195,7 +195,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	env := h.envs.Get().(*environ)
 	defer h.envs.Put(env)
 	env.reset()
-	if status, reason := buildEnviron(env, r, h.cfg.prefix, h.cfg.env); status != 0 {
+	if status, reason := buildEnvironFor(env, r, h.cfg.prefix, h.cfg.env, h.cfg.trusted.peer(r)); status != 0 {
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
 		plainError(w, status, http.StatusText(status))
 		return

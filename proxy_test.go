@@ -1,0 +1,75 @@
+package wsgi
+
+import (
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTrustedProxies(t *testing.T) {
+	trusted, err := parseTrustedProxies([]string{"10.0.0.0/8", "192.0.2.1", "::1"})
+	require.NoError(t, err)
+	tests := []struct {
+		name    string
+		remote  string
+		headers map[string]string
+		addr    string
+		port    string
+		https   bool
+	}{
+		{"direct, no headers", "203.0.113.9:5555", nil, "203.0.113.9", "5555", false},
+		{"untrusted peer ignored", "203.0.113.9:5555",
+			map[string]string{"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https"}, "203.0.113.9", "5555", false},
+		{"trusted peer: XFF", "10.1.2.3:40000",
+			map[string]string{"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https"}, "1.2.3.4", "", true},
+		{"spoofed leftmost skipped", "10.1.2.3:40000",
+			map[string]string{"X-Forwarded-For": "6.6.6.6, 1.2.3.4, 10.9.9.9"}, "1.2.3.4", "", false},
+		{"all trusted: leftmost", "10.1.2.3:40000",
+			map[string]string{"X-Forwarded-For": "10.0.0.5, 10.0.0.6"}, "10.0.0.5", "", false},
+		{"garbage hop: unchanged", "10.1.2.3:40000",
+			map[string]string{"X-Forwarded-For": "1.2.3.4, not-an-ip"}, "10.1.2.3", "40000", false},
+		{"single trusted address", "192.0.2.1:1234",
+			map[string]string{"X-Forwarded-For": "198.51.100.7"}, "198.51.100.7", "", false},
+		{"IPv6 proxy", "[::1]:1234",
+			map[string]string{"X-Forwarded-For": "2001:db8::7"}, "2001:db8::7", "", false},
+		{"Forwarded", "10.1.2.3:40000",
+			map[string]string{"Forwarded": `for=198.51.100.17;proto=https, for="[2001:db8::1]:4711"`}, "2001:db8::1", "", false},
+		{"Forwarded first wins over XFF", "10.1.2.3:40000",
+			map[string]string{"Forwarded": "for=198.51.100.17;proto=https", "X-Forwarded-For": "6.6.6.6"}, "198.51.100.17", "", true},
+		{"Forwarded unknown: unchanged", "10.1.2.3:40000",
+			map[string]string{"Forwarded": "for=unknown"}, "10.1.2.3", "40000", false},
+		{"proto from the nearest proxy", "10.1.2.3:40000",
+			map[string]string{"X-Forwarded-Proto": "http, https"}, "10.1.2.3", "40000", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tt.remote
+			for k, v := range tt.headers {
+				r.Header.Set(k, v)
+			}
+			p := trusted.peer(r)
+			assert.Equal(t, tt.addr, p.addr)
+			assert.Equal(t, tt.port, p.port)
+			assert.Equal(t, tt.https, p.https)
+
+			var e environ
+			status, _ := buildEnvironFor(&e, r, "", nil, p)
+			require.Zero(t, status)
+			m := decodeEnviron(t, e.bytes())
+			assert.Equal(t, tt.addr, m["REMOTE_ADDR"])
+			if tt.https {
+				assert.Equal(t, "https", m["wsgi.url_scheme"])
+				assert.Equal(t, "on", m["HTTPS"])
+			}
+		})
+	}
+	_, err = parseTrustedProxies([]string{"nonsense"})
+	assert.Error(t, err)
+	var none trustedProxies
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("X-Forwarded-For", "1.2.3.4")
+	assert.Equal(t, "192.0.2.1", none.peer(r).addr, "no trusted proxies: headers change nothing")
+}
