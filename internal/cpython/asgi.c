@@ -12,13 +12,16 @@
 
 struct wsgi_asgi {
     PyObject *obj;  // host.ASGIApp
+    uint64_t app;   // the app's id, for gohost calls and log records
 };
 
 wsgi_asgi *wsgi_asgi_new(wsgi_app *app, wsgi_error *err) {
     wsgi_asgi *a = NULL;
     wsgi_enter();
     PyObject *mod = PyImport_ImportModule("_wsgi_host");
-    PyObject *obj = mod ? PyObject_CallMethod(mod, "load_asgi", "O", wsgi_app_callable(app)) : NULL;
+    PyObject *obj = mod ? PyObject_CallMethod(mod, "load_asgi", "OK", wsgi_app_callable(app),
+                                              (unsigned long long)wsgi_app_id(app))
+                        : NULL;
     Py_XDECREF(mod);
     if (obj == NULL) {
         wsgi_take_error(err);
@@ -28,6 +31,7 @@ wsgi_asgi *wsgi_asgi_new(wsgi_app *app, wsgi_error *err) {
         wsgi_take_error(err);
     } else {
         a->obj = obj;
+        a->app = wsgi_app_id(app);
     }
     wsgi_leave();
     return a;
@@ -45,7 +49,10 @@ void wsgi_asgi_free(wsgi_asgi *a) {
 int wsgi_asgi_run(wsgi_asgi *a, wsgi_error *err) {
     int rc = 0;
     wsgi_enter();
+    // The thread belongs to this app for the loop's whole life.
+    wsgi_tls_app = a->app;
     PyObject *r = PyObject_CallMethod(a->obj, "run_loop", NULL);
+    wsgi_tls_app = 0;
     if (r == NULL) {
         wsgi_take_error(err);
         rc = -1;

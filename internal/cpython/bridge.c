@@ -14,6 +14,31 @@
 __thread uintptr_t wsgi_tls_handle;
 __thread uint64_t wsgi_tls_app;
 
+// context_int reads an int ContextVar of the host module; 0 if unset.
+static uint64_t context_int(const char *name) {
+    PyObject *mod = PyImport_ImportModule("_wsgi_host");
+    PyObject *var = mod ? PyObject_GetAttrString(mod, name) : NULL;
+    PyObject *v = NULL;
+    uint64_t id = 0;
+    if (var != NULL && PyContextVar_Get(var, NULL, &v) == 0 && v != NULL && PyLong_Check(v))
+        id = PyLong_AsUnsignedLongLong(v);
+    PyErr_Clear();
+    Py_XDECREF(v);
+    Py_XDECREF(var);
+    Py_XDECREF(mod);
+    return id;
+}
+
+uint64_t wsgi_current_app(void) {
+    return wsgi_tls_app != 0 ? wsgi_tls_app : context_int("current_app");
+}
+
+// The request this code serves: the thread's (WSGI) or the context's (an
+// ASGI task, or a thread started from a request).
+static uintptr_t current_handle(void) {
+    return wsgi_tls_handle != 0 ? wsgi_tls_handle : (uintptr_t)context_int("current_request");
+}
+
 #define MAX_DEPTH 64
 #define ERRBUF 512
 
@@ -213,8 +238,8 @@ static PyObject *host_call(PyObject *self, PyObject *args) {
     char *out = NULL;
     int64_t outlen = 0;
     int32_t rc;
-    uint64_t app = wsgi_tls_app;
-    uintptr_t h = wsgi_tls_handle;
+    uint64_t app = wsgi_current_app();
+    uintptr_t h = current_handle();
     Py_INCREF(name);  // keeps nm valid while the GIL is released
     Py_BEGIN_ALLOW_THREADS
     rc = wsgiGoCall(app, h, (char *)nm, nlen, b.p, (int64_t)b.n, &out, &outlen, err, sizeof err);
@@ -239,8 +264,8 @@ static PyObject *host_log(PyObject *self, PyObject *args) {
     const char *name, *msg;
     Py_ssize_t nlen, mlen;
     if (!PyArg_ParseTuple(args, "is#s#:log", &level, &name, &nlen, &msg, &mlen)) return NULL;
-    uint64_t app = wsgi_tls_app;
-    uintptr_t h = wsgi_tls_handle;
+    uint64_t app = wsgi_current_app();
+    uintptr_t h = current_handle();
     PyObject *keep = args;  // owns the strings while the GIL is released
     Py_INCREF(keep);
     Py_BEGIN_ALLOW_THREADS
@@ -250,7 +275,13 @@ static PyObject *host_log(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *host_current_app(PyObject *self, PyObject *unused) {
+    return Py_BuildValue("KK", (unsigned long long)wsgi_current_app(),
+                         (unsigned long long)current_handle());
+}
+
 PyMethodDef wsgi_host_methods[] = {
+    {"_current_app", host_current_app, METH_NOARGS, "_current_app(): (app id, request handle) of the work this thread does."},
     {"_call", host_call, METH_VARARGS, "_call(name, args): call a Go function of the current app."},
     {"_log", host_log, METH_VARARGS, "_log(level, name, message): send a log record to Go."},
     {NULL, NULL, 0, NULL},

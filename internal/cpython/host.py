@@ -6,6 +6,7 @@ import machinery is clearer here than in C; nothing here runs per request.
 
 import importlib
 import importlib.util
+import contextvars
 import itertools
 import logging
 import os
@@ -15,6 +16,13 @@ import traceback
 import types
 
 _counter = itertools.count(1)
+
+# The app whose work the current context is: set in an ASGI app's tasks and
+# in threads an app starts, so that worker threads that copy the context
+# (anyio, asgiref, asyncio.to_thread) call the right app's Go functions and
+# log as that app. Threads running a request know it without this.
+current_app = contextvars.ContextVar("wsgi_current_app", default=0)
+current_request = contextvars.ContextVar("wsgi_current_request", default=0)
 
 
 class FileWrapper:
@@ -105,8 +113,33 @@ def _install_gohost():
     sys.modules["gohost"] = mod
 
 
+def _install_thread_app():
+    """Threads an app starts work for that app: they inherit its id, so
+    their gohost calls and log records are the app's."""
+    import threading
+
+    original = threading.Thread.start
+
+    def start(self):
+        app, request = _current_app()
+        if app:
+            run = self.run
+
+            def run_for_app():
+                current_app.set(app)
+                current_request.set(request)
+                return run()
+
+            self.run = run_for_app
+        return original(self)
+
+    start.__doc__ = original.__doc__
+    threading.Thread.start = start
+
+
 _install_logging()
 _install_gohost()
+_install_thread_app()
 
 
 def format_exception(exc):
@@ -220,6 +253,7 @@ import asyncio
 import collections
 import inspect
 
+
 try:
     import uvloop
 except ImportError:  # optional: Debian's python3-uvloop
@@ -278,8 +312,9 @@ class Request:
 class ASGIApp:
     """An ASGI app with its event loop and lifespan state."""
 
-    def __init__(self, app):
+    def __init__(self, app, app_id):
         self.app = app
+        self.app_id = app_id
         self.loop = uvloop.new_event_loop() if uvloop else asyncio.new_event_loop()
         self.state = {}
         self.lifespan_in = None
@@ -321,6 +356,8 @@ class ASGIApp:
         self.loop.create_task(self._run(req, scope))
 
     async def _run(self, req, scope):
+        current_app.set(self.app_id)
+        current_request.set(req.handle)
         try:
             await self.app(scope, req.receive, req.send)
         except BaseException as exc:  # SystemExit too: it must not stop the loop
@@ -348,6 +385,7 @@ class ASGIApp:
         return await self.lifespan_out.get()
 
     async def _lifespan_main(self):
+        current_app.set(self.app_id)
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
         answered = [False]
 
@@ -375,5 +413,5 @@ class ASGIApp:
         await self.lifespan_out.put(("unsupported", ""))
 
 
-def load_asgi(app):
-    return ASGIApp(app)
+def load_asgi(app, app_id):
+    return ASGIApp(app, app_id)

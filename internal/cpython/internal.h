@@ -33,6 +33,12 @@ void wsgi_enter(void);
 void wsgi_leave(void);
 void wsgi_take_error(wsgi_error *e);
 PyObject *wsgi_app_callable(wsgi_app *app);  // borrowed
+uint64_t wsgi_app_id(wsgi_app *app);
+
+// The app a Python thread works for: the thread's own (set around calls
+// into an app) or, for threads that carry an app's context (an ASGI app's
+// worker threads), host.current_app. 0 if none.
+uint64_t wsgi_current_app(void);
 
 // Formats an exception as Python prints it (shim.c); new reference or NULL.
 PyObject *wsgi_format_exception(PyObject *exc);

@@ -756,6 +756,7 @@ fail:
 }
 
 PyObject *wsgi_app_callable(wsgi_app *app) { return app->callable; }
+uint64_t wsgi_app_id(wsgi_app *app) { return app->id; }
 
 void wsgi_app_free(wsgi_app *app, int collect) {
     if (app == NULL) return;
