@@ -562,13 +562,18 @@ func (x *asgiExchange) finish() (abort bool) {
 	return false
 }
 
-// buildScope makes the ASGI scope of an HTTP request. path and raw_path
-// are relative to root_path (the mount point), like WSGI's PATH_INFO, so
-// that routers match routes written without the mount.
-func buildScope(r *http.Request, prefix string, kind string, p peer) (map[string]any, int, string) {
+// buildScope makes the ASGI scope of a request. root_path is the mount
+// point (WSGI's SCRIPT_NAME); path is the full path, which includes it, as
+// the spec says, or, with relative, only what follows it (WSGI's
+// PATH_INFO), for Starlette before 0.33, which routes on path as is.
+func buildScope(r *http.Request, prefix string, kind string, p peer, relative bool) (map[string]any, int, string) {
 	scriptName, pathInfo, status, reason := splitPath(r, prefix)
 	if status != 0 {
 		return nil, status, reason
+	}
+	path := pathInfo
+	if !relative {
+		path = scriptName + pathInfo
 	}
 	headers := make([]any, 0, len(r.Header)+1)
 	if r.Host != "" {
@@ -599,8 +604,8 @@ func buildScope(r *http.Request, prefix string, kind string, p peer) (map[string
 		"asgi":         map[string]any{"version": "3.0", "spec_version": "2.4"},
 		"http_version": httpVersion(r),
 		"scheme":       scheme,
-		"path":         pathInfo,
-		"raw_path":     []byte(rawPathAfter(r, pathInfo)),
+		"path":         path,
+		"raw_path":     []byte(rawPathAfter(r, path)),
 		"query_string": []byte(r.URL.RawQuery),
 		"root_path":    scriptName,
 		"headers":      headers,
@@ -632,8 +637,8 @@ func httpVersion(r *http.Request) string {
 	return "1.1"
 }
 
-// rawPathAfter is the raw (still percent-encoded) form of pathInfo: the
-// end of the request's escaped path.
+// rawPathAfter is the raw (still percent-encoded) form of path, a decoded
+// tail of the request's path: the same tail of its escaped path.
 func rawPathAfter(r *http.Request, pathInfo string) string {
 	escaped := r.URL.EscapedPath()
 	if r.RequestURI != "" && !strings.HasPrefix(r.RequestURI, "*") {
@@ -661,7 +666,7 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
 	if isWebSocket(r) {
 		kind = "websocket"
 	}
-	scope, status, reason := buildScope(r, h.cfg.prefix, kind, h.cfg.trusted.peer(r))
+	scope, status, reason := buildScope(r, h.cfg.prefix, kind, h.cfg.trusted.peer(r), h.relativePaths)
 	if status != 0 {
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
 		plainError(w, status, http.StatusText(status))

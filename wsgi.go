@@ -22,10 +22,13 @@ type Handler struct {
 	id     uint64 // names the app to Python's callbacks (bridge.go)
 	cfg    *config
 	isASGI bool
-	gen    atomic.Pointer[appGen] // the current import of the app
-	slots  chan struct{}          // one token per request allowed to run Python
-	static *staticFiles           // nil unless Options.Static
-	auth   *basicAuth             // nil unless Options.BasicAuth
+	// relativePaths: ASGI scopes carry path without root_path (see
+	// buildScope).
+	relativePaths bool
+	gen           atomic.Pointer[appGen] // the current import of the app
+	slots         chan struct{}          // one token per request allowed to run Python
+	static        *staticFiles           // nil unless Options.Static
+	auth          *basicAuth             // nil unless Options.BasicAuth
 
 	requests atomic.Uint64 // requests served, for Requests
 	logFile  *os.File      // Options.LogFile, closed by Close
@@ -82,6 +85,9 @@ func New(opts Options) (*Handler, error) {
 	}
 	if h.isASGI && opts.Threads == 0 {
 		h.cfg.threads = asgiDefaultThreads
+	}
+	if h.isASGI {
+		h.relativePaths = app.RelativePaths()
 	}
 	h.slots = make(chan struct{}, h.cfg.threads)
 	g, err := h.newGen(app, nil)

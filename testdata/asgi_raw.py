@@ -36,7 +36,7 @@ async def app(scope, receive, send):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     assert scope["type"] == "http"
-    path = scope["path"]
+    path = scope["path"][len(scope["root_path"]):]
     if path == "/hello":
         await respond(send, 200, b"Hello, world!")
     elif path.startswith("/scope"):
@@ -146,7 +146,7 @@ async def ws_app(scope, receive, send):
         return
     if scope["type"] == "http":
         return await app(scope, receive, send)
-    path = scope["path"]
+    path = scope["path"][len(scope["root_path"]):]
     message = await receive()
     assert message["type"] == "websocket.connect"
     if path == "/refuse":

@@ -147,6 +147,18 @@ void wsgi_asgi_release(void *req) {
     wsgi_leave();
 }
 
+int wsgi_asgi_relative_paths(wsgi_app *app) {
+    wsgi_enter();
+    PyObject *mod = PyImport_ImportModule("_wsgi_host");
+    PyObject *r = mod ? PyObject_CallMethod(mod, "asgi_relative_paths", "O", wsgi_app_callable(app)) : NULL;
+    int yes = r != NULL && PyObject_IsTrue(r) == 1;
+    PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(mod);
+    wsgi_leave();
+    return yes;
+}
+
 int wsgi_app_is_asgi(wsgi_app *app) {
     wsgi_enter();
     PyObject *mod = PyImport_ImportModule("_wsgi_host");

@@ -14,6 +14,11 @@ import (
 	"unsafe"
 )
 
+// RelativePaths reports whether the app's ASGI scopes should carry path
+// relative to root_path: a Starlette (or FastAPI) app on Starlette before
+// 0.33 routes on path as is. Other apps get the spec's full path.
+func (a *App) RelativePaths() bool { return C.wsgi_asgi_relative_paths(a.p) != 0 }
+
 // IsASGI reports whether the app's callable is async (an ASGI app).
 func (a *App) IsASGI() bool { return C.wsgi_app_is_asgi(a.p) != 0 }
 

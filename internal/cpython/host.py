@@ -415,3 +415,23 @@ class ASGIApp:
 
 def load_asgi(app, app_id):
     return ASGIApp(app, app_id)
+
+
+def asgi_relative_paths(app):
+    """Whether the app's scopes should carry path without root_path.
+
+    The ASGI spec has path include root_path, and Quart, Starlette 0.33+
+    and recent frameworks expect that. Starlette before 0.33 (Debian
+    bookworm has 0.26, under FastAPI 0.92) routes on path as it is and
+    builds URLs as root_path + path: a Starlette or FastAPI app of that
+    age needs path relative to root_path, as WSGI's PATH_INFO.
+    """
+    if not any(c.__module__.split(".")[0] in ("starlette", "fastapi") for c in type(app).__mro__):
+        return False
+    starlette = sys.modules.get("starlette")
+    version = getattr(starlette, "__version__", "")
+    try:
+        major, minor = (int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) < (0, 33)

@@ -100,6 +100,9 @@ int wsgi_req_finish(wsgi_req *req, wsgi_error *err);
 typedef struct wsgi_asgi wsgi_asgi;
 
 int wsgi_app_is_asgi(wsgi_app *app);
+// Whether the app's ASGI scopes should carry path relative to root_path
+// (a Starlette app before 0.33) rather than the full path the spec asks for.
+int wsgi_asgi_relative_paths(wsgi_app *app);
 // Wraps a loaded app as ASGI: an event loop of its own (not yet running).
 wsgi_asgi *wsgi_asgi_new(wsgi_app *app, wsgi_error *err);
 void wsgi_asgi_free(wsgi_asgi *a);

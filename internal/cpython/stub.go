@@ -138,6 +138,9 @@ type ASGIRequest interface {
 // ErrGone makes send() raise OSError.
 var ErrGone = errors.New("client disconnected")
 
+// RelativePaths is false without cgo.
+func (a *App) RelativePaths() bool { return false }
+
 // IsASGI is false without cgo.
 func (a *App) IsASGI() bool { return false }
 
