@@ -286,9 +286,16 @@ func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, s
 // serve handles the app's messages until it has returned.
 func (x *asgiExchange) serve() (abort bool) {
 	ctxDone := x.r.Context().Done()
-	var graceTimer <-chan time.Time
+	var graceTimer, timeout <-chan time.Time
+	if d := x.h.cfg.requestTimeout; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
 	for !x.done {
 		select {
+		case <-timeout:
+			return x.timedOut()
 		case <-x.notify:
 		case c := <-x.bodyCh:
 			x.reading = false
@@ -306,6 +313,22 @@ func (x *asgiExchange) serve() (abort bool) {
 		x.step()
 	}
 	return x.finish()
+}
+
+// timedOut ends a request past RequestTimeout: 504 (or a cut response),
+// and the app's task is cancelled.
+func (x *asgiExchange) timedOut() (abort bool) {
+	x.gone.Store(true)
+	x.step() // what the app sent so far
+	x.a.Cancel(x.conn)
+	x.h.cfg.logger.Error("wsgi: request timed out; the app's task was cancelled",
+		"timeout", x.h.cfg.requestTimeout, "method", x.r.Method, "path", x.r.URL.Path)
+	if x.sent {
+		return !x.finished
+	}
+	x.w.Header().Set("Connection", "close")
+	plainError(x.w, http.StatusGatewayTimeout, "request timed out")
+	return false
 }
 
 // step processes queued events and waiting receive() calls.

@@ -67,3 +67,58 @@ func TestBodyReadTimeoutRaisesInApp(t *testing.T) {
 	assert.Equal(t, 200, status)
 	assert.Equal(t, "OSError: wsgi: the client sent no request body data for 200ms", body)
 }
+
+func TestRequestTimeout(t *testing.T) {
+	h, logs := behave(t, func(o *wsgi.Options) {
+		o.Threads = 1
+		o.RequestTimeout = 300 * time.Millisecond
+	})
+	srv := serve(t, h)
+
+	// A busy loop: 504 on time, the interrupt stops Python, the thread
+	// serves the next request.
+	start := time.Now()
+	status, body, _ := fetch(t, srv.URL, "/spin")
+	assert.Equal(t, http.StatusGatewayTimeout, status)
+	assert.Equal(t, "request timed out\n", body)
+	assert.Less(t, time.Since(start), 2*time.Second)
+	require.True(t, waitFor(2*time.Second, func() bool { return h.Stats().Busy == 0 }), "the interrupt freed the thread")
+	closes := map[string]any{}
+	getJSON(t, h, "/closes", &closes)
+	assert.Equal(t, "RequestTimeout", closes["spin"])
+	assert.Contains(t, logs.String(), "request timed out")
+
+	// A C call (time.sleep) is not interrupted: 504 on time anyway, and the
+	// thread stays counted as busy until Python returns.
+	start = time.Now()
+	status, _, _ = fetch(t, srv.URL, "/sleep?1.0")
+	assert.Equal(t, http.StatusGatewayTimeout, status)
+	assert.Less(t, time.Since(start), 900*time.Millisecond)
+	st := h.Stats()
+	assert.Equal(t, 1, st.Busy)
+	assert.Equal(t, 1, st.TimedOut)
+	require.True(t, waitFor(3*time.Second, func() bool { return h.Stats().Busy == 0 }))
+	assert.Equal(t, 0, h.Stats().TimedOut)
+
+	// Fast requests are unaffected, and no stale interrupt hits them.
+	for range 20 {
+		status, body, _ = fetch(t, srv.URL, "/tuple")
+		require.Equal(t, 200, status)
+		require.Equal(t, "tuple", body)
+	}
+}
+
+func TestASGIRequestTimeout(t *testing.T) {
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "asgi_raw:app", Protocol: "asgi", RequestTimeout: 200 * time.Millisecond})
+	srv := serve(t, h)
+	start := time.Now()
+	status, body, _ := fetch(t, srv.URL, "/slow")
+	assert.Equal(t, http.StatusGatewayTimeout, status)
+	assert.Equal(t, "request timed out\n", body)
+	assert.Less(t, time.Since(start), 2*time.Second)
+	var events []string
+	assert.True(t, waitFor(2*time.Second, func() bool {
+		getJSON(t, h, "/events", &events)
+		return strings.Contains(strings.Join(events, ","), "slow cancelled")
+	}), "the task is cancelled: %v", events)
+}

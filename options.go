@@ -110,6 +110,15 @@ type Options struct {
 	// If nil, the gohost module has no functions for this app.
 	Functions map[string]Func
 
+	// RequestTimeout bounds a request: past it the client gets 504 (or,
+	// once the response started, a cut connection) from Go whatever
+	// Python is doing, and Python is interrupted with RequestTimeout, an
+	// asynchronous exception (it fires at the next Python bytecode, not
+	// inside a C call such as time.sleep). The request keeps its thread
+	// until Python gives it back (Stats().TimedOut counts those). For ASGI
+	// apps the request's task is cancelled. If zero, no bound.
+	RequestTimeout time.Duration
+
 	// BodyReadTimeout bounds each read of the request body: an upload that
 	// stalls longer makes wsgi.input.read raise (and, if the app lets it
 	// propagate before responding, the client gets 408). A slow but steady
@@ -162,6 +171,7 @@ type config struct {
 	protocol        string // "wsgi", "asgi" or "auto"
 	trusted         trustedProxies
 	bodyReadTimeout time.Duration
+	requestTimeout  time.Duration
 }
 
 // resolve validates o and fills in defaults. It touches the file system
@@ -268,6 +278,10 @@ func (o Options) resolve(pythonVersion string) (*config, error) {
 		}
 	}
 	c.env = o.Env
+	if o.RequestTimeout < 0 {
+		return nil, fmt.Errorf("wsgi: RequestTimeout %v is negative", o.RequestTimeout)
+	}
+	c.requestTimeout = o.RequestTimeout
 	switch {
 	case o.BodyReadTimeout == 0:
 		c.bodyReadTimeout = defaultBodyReadTimeout

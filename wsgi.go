@@ -31,6 +31,7 @@ type Handler struct {
 	auth          *basicAuth             // nil unless Options.BasicAuth
 
 	requests atomic.Uint64 // requests served, for Requests
+	stuck    atomic.Int64  // requests past RequestTimeout whose Python still runs
 	logFile  *os.File      // Options.LogFile, closed by Close
 
 	stopWatch chan struct{} // Options.Reload: stops the watcher
@@ -157,6 +158,19 @@ func (h *Handler) Name() string { return h.cfg.name }
 // Prefix is the URL path the app is mounted at ("" for the root).
 func (h *Handler) Prefix() string { return h.cfg.prefix }
 
+// Stats is a snapshot of a Handler's load.
+type Stats struct {
+	Threads  int    // Options.Threads
+	Busy     int    // requests holding a thread now
+	TimedOut int    // of those, requests past RequestTimeout whose Python still runs
+	Requests uint64 // requests given to the handler so far
+}
+
+// Stats reports the handler's load.
+func (h *Handler) Stats() Stats {
+	return Stats{Threads: h.cfg.threads, Busy: len(h.slots), TimedOut: int(h.stuck.Load()), Requests: h.requests.Load()}
+}
+
 // Requests is how many requests the handler has been given.
 func (h *Handler) Requests() uint64 { return h.requests.Load() }
 
@@ -199,9 +213,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	env := h.envs.Get().(*environ)
-	defer h.envs.Put(env)
 	env.reset()
 	if status, reason := buildEnvironFor(env, r, h.cfg.prefix, h.cfg.env, h.cfg.trusted.peer(r)); status != 0 {
+		h.envs.Put(env)
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
 		plainError(w, status, http.StatusText(status))
 		return
@@ -209,6 +223,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if max := h.cfg.maxBodyBytes; max > 0 {
 		if r.ContentLength > max {
+			h.envs.Put(env)
 			plainError(w, http.StatusRequestEntityTooLarge, "request body too large")
 			return
 		}
@@ -221,11 +236,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// than let net/http send an empty 200.
 		h.cfg.logger.Warn("wsgi: no python thread free in time; answering 503",
 			"queue_timeout", h.cfg.queueTimeout, "threads", h.cfg.threads, "context", r.Context().Err())
+		h.envs.Put(env)
 		unavailable(w, "wsgi: server busy")
 		return
 	}
-	abort := h.run(w, r, env.bytes())
-	<-h.slots
+	var abort bool
+	if h.cfg.requestTimeout > 0 {
+		abort = h.runWithTimeout(w, r, env) // gives env and the slot back itself
+	} else {
+		abort = h.run(w, r, env.bytes(), nil)
+		h.envs.Put(env)
+		<-h.slots
+	}
 	if abort {
 		// Tell net/http to drop the connection so the client sees the
 		// response is incomplete (no clean end of a chunked body).
@@ -254,7 +276,9 @@ func (h *Handler) acquire(ctx context.Context) bool {
 
 // run calls the app and streams its response. It reports whether the
 // connection must be aborted.
-func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte) (abort bool) {
+// ident, when not nil, receives the Python thread's identifier (for an
+// interrupt).
+func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, ident *atomic.Uint64) (abort bool) {
 	g := h.current()
 	defer g.unref()
 	if g.app == nil { // the last reload failed
@@ -268,6 +292,9 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte) (abort
 
 	// Every Python step of this request must use the same thread state.
 	runtime.LockOSThread()
+	if ident != nil {
+		ident.Store(cpython.ThreadIdent())
+	}
 	var call cpython.Call
 	defer func() {
 		x.finish(&call) // after a panic in our own code, still close() the body

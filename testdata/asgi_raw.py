@@ -131,6 +131,13 @@ async def app(scope, receive, send):
         for _ in range(64):
             await send({"type": "http.response.body", "body": b"y" * 65536, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/slow":
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            events.append("slow cancelled")
+            raise
+        await respond(send, 200, b"slow")
     elif path == "/system-exit":
         raise SystemExit(3)
     else:

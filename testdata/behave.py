@@ -268,6 +268,16 @@ def closes_route(environ, start_response):
     return as_json(start_response, closes)
 
 
+def spin_route(environ, start_response):
+    """Busy Python: only an interrupt stops it."""
+    try:
+        while True:
+            pass
+    except BaseException as e:
+        closes["spin"] = type(e).__name__
+        raise
+
+
 def sleep_route(environ, start_response):
     time.sleep(float(environ["QUERY_STRING"] or "0.2"))
     return ok(start_response, b"slept")
@@ -347,6 +357,7 @@ ROUTES = {
     "/closes": closes_route,
     "/blocks": blocks_route,
     "/sleep": sleep_route,
+    "/spin": spin_route,
     "/file": file_route,
     "/file-length": file_length_route,
     "/bytesio-wrapper": bytesio_wrapper_route,

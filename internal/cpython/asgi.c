@@ -141,6 +141,14 @@ void wsgi_asgi_drained(wsgi_asgi *a, void *req) {
     wsgi_leave();
 }
 
+void wsgi_asgi_cancel(wsgi_asgi *a, void *req) {
+    wsgi_enter();
+    PyObject *r = PyObject_CallMethod(a->obj, "cancel", "O", (PyObject *)req);
+    if (r == NULL) PyErr_Clear();
+    Py_XDECREF(r);
+    wsgi_leave();
+}
+
 void wsgi_asgi_release(void *req) {
     wsgi_enter();
     Py_XDECREF((PyObject *)req);

@@ -122,6 +122,9 @@ func (a *ASGI) Deliver(c Conn, msg map[string]any) error {
 // Drained wakes a send() that waits for Go's queue to drain.
 func (a *ASGI) Drained(c Conn) { C.wsgi_asgi_drained(a.p, c.p) }
 
+// Cancel cancels the connection's task.
+func (a *ASGI) Cancel(c Conn) { C.wsgi_asgi_cancel(a.p, c.p) }
+
 // Release drops Go's reference to the connection's Python object.
 func (c Conn) Release() {
 	if c.p != nil {

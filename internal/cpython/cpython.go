@@ -310,6 +310,19 @@ func (c *Call) result() Step {
 	return st
 }
 
+// ThreadIdent is the calling OS thread's Python thread identifier.
+func ThreadIdent() uint64 { return uint64(C.wsgi_thread_ident()) }
+
+// Interrupt raises RequestTimeout in the Python thread ident at its next
+// bytecode (set), or takes back one not raised yet (!set).
+func Interrupt(ident uint64, set bool) {
+	s := C.int(0)
+	if set {
+		s = 1
+	}
+	C.wsgi_interrupt(C.ulong(ident), s)
+}
+
 // Eval runs Python source in a fresh namespace and returns str(result),
 // where result is a variable the source may set. For tests and
 // diagnostics.

@@ -25,6 +25,11 @@ current_app = contextvars.ContextVar("wsgi_current_app", default=0)
 current_request = contextvars.ContextVar("wsgi_current_request", default=0)
 
 
+class RequestTimeout(TimeoutError):
+    """Raised in a request's Python thread when the request ran past the
+    host's RequestTimeout (the client already got 504)."""
+
+
 class FileWrapper:
     """wsgi.file_wrapper (PEP 3333).
 
@@ -271,7 +276,7 @@ def is_asgi(app):
 class Request:
     """One ASGI connection scope: its receive and send callables."""
 
-    __slots__ = ("handle", "loop", "inbox", "waiters", "drain")
+    __slots__ = ("handle", "loop", "inbox", "waiters", "drain", "task")
 
     def __init__(self, handle, loop, first):
         self.handle = handle
@@ -279,6 +284,7 @@ class Request:
         self.inbox = collections.deque()
         self.waiters = collections.deque()
         self.drain = None
+        self.task = None
         if first is not None:
             self.inbox.append(first)
 
@@ -353,7 +359,10 @@ class ASGIApp:
         self.loop.call_soon_threadsafe(req.drained)
 
     def _spawn(self, req, scope):
-        self.loop.create_task(self._run(req, scope))
+        req.task = self.loop.create_task(self._run(req, scope))
+
+    def cancel(self, req):
+        self.loop.call_soon_threadsafe(lambda: req.task is not None and req.task.cancel())
 
     async def _run(self, req, scope):
         current_app.set(self.app_id)

@@ -1097,6 +1097,18 @@ int wsgi_req_finish(wsgi_req *req, wsgi_error *err) {
     return rc;
 }
 
+unsigned long wsgi_thread_ident(void) { return PyThread_get_thread_ident(); }
+
+void wsgi_interrupt(unsigned long ident, int set) {
+    enter();
+    PyObject *exc = NULL;
+    if (set) exc = PyObject_GetAttrString(host_mod, "RequestTimeout");
+    if (!set || exc != NULL) PyThreadState_SetAsyncExc(ident, exc);
+    PyErr_Clear();
+    Py_XDECREF(exc);
+    leave();
+}
+
 int wsgi_host_call(const char *fn, const char *arg, wsgi_error *err) {
     int rc = 0;
     enter();

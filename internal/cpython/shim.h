@@ -122,7 +122,15 @@ void *wsgi_asgi_start(wsgi_asgi *a, uintptr_t handle, const char *scope, int64_t
 int wsgi_asgi_deliver(wsgi_asgi *a, void *req, const char *msg, int64_t len, wsgi_error *err);
 // Wakes a send() waiting for Go's queue to drain.
 void wsgi_asgi_drained(wsgi_asgi *a, void *req);
+// Cancels the connection's task (a request timeout).
+void wsgi_asgi_cancel(wsgi_asgi *a, void *req);
 void wsgi_asgi_release(void *req);
+
+// The calling thread's Python thread identifier (no GIL needed).
+unsigned long wsgi_thread_ident(void);
+// Raises host.RequestTimeout asynchronously in the thread (set), or clears
+// one still pending (!set).
+void wsgi_interrupt(unsigned long ident, int set);
 
 // Calls fn(arg) of the host helper module (host.py) under the GIL.
 int wsgi_host_call(const char *fn, const char *arg, wsgi_error *err);

@@ -172,5 +172,14 @@ func (a *ASGI) Deliver(c Conn, msg map[string]any) error { return errNoCgo }
 // Drained does nothing.
 func (a *ASGI) Drained(c Conn) {}
 
+// Cancel does nothing.
+func (a *ASGI) Cancel(c Conn) {}
+
 // Release does nothing.
 func (c Conn) Release() {}
+
+// ThreadIdent is 0 without cgo.
+func ThreadIdent() uint64 { return 0 }
+
+// Interrupt does nothing without cgo.
+func Interrupt(ident uint64, set bool) {}

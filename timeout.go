@@ -1,0 +1,213 @@
+package wsgi
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gowsgi/wsgi/internal/cpython"
+)
+
+// Options.RequestTimeout for WSGI apps: the Python part of the request
+// runs on a goroutine of its own, so that ServeHTTP can answer 504 on time
+// whatever Python is doing. Python is then interrupted with an
+// asynchronous exception (it fires when the thread next runs Python
+// bytecode, not inside a C call such as time.sleep), and the request keeps
+// its Python slot until Python gives it back. The ResponseWriter and the
+// request body are guarded so that the late Python goroutine can never
+// touch them after ServeHTTP returned.
+
+var errTimedOut = errors.New("wsgi: the request timed out")
+
+// guardedWriter is the ResponseWriter the Python goroutine writes to. Once
+// the request timed out, it refuses everything.
+type guardedWriter struct {
+	w        http.ResponseWriter
+	ctrl     *http.ResponseController
+	mu       sync.Mutex
+	timedOut bool
+	wrote    bool        // the head was written
+	header   http.Header // what Header returns after the timeout
+}
+
+func newGuardedWriter(w http.ResponseWriter) *guardedWriter {
+	return &guardedWriter{w: w, ctrl: http.NewResponseController(w)}
+}
+
+func (g *guardedWriter) Header() http.Header {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timedOut {
+		if g.header == nil {
+			g.header = make(http.Header)
+		}
+		return g.header
+	}
+	return g.w.Header()
+}
+
+func (g *guardedWriter) WriteHeader(code int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.timedOut {
+		g.wrote = true
+		g.w.WriteHeader(code)
+	}
+}
+
+func (g *guardedWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timedOut {
+		return 0, errTimedOut
+	}
+	g.wrote = true
+	return g.w.Write(p)
+}
+
+// ReadFrom keeps sendfile for wsgi.file_wrapper.
+func (g *guardedWriter) ReadFrom(r io.Reader) (int64, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timedOut {
+		return 0, errTimedOut
+	}
+	g.wrote = true
+	if rf, ok := g.w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{g.w}, r)
+}
+
+// The methods http.ResponseController looks for, so that it never
+// unwraps past the guard.
+
+func (g *guardedWriter) FlushError() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timedOut {
+		return errTimedOut
+	}
+	return g.ctrl.Flush()
+}
+
+func (g *guardedWriter) EnableFullDuplex() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timedOut {
+		return errTimedOut
+	}
+	return g.ctrl.EnableFullDuplex()
+}
+
+func (g *guardedWriter) SetReadDeadline(t time.Time) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timedOut {
+		return errTimedOut
+	}
+	return g.ctrl.SetReadDeadline(t)
+}
+
+func (g *guardedWriter) SetWriteDeadline(t time.Time) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.timedOut {
+		return errTimedOut
+	}
+	return g.ctrl.SetWriteDeadline(t)
+}
+
+func (g *guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, http.ErrNotSupported
+}
+
+// timeOut closes the guard and reports whether the head had been written.
+func (g *guardedWriter) timeOut() (wrote bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.timedOut = true
+	return g.wrote
+}
+
+// guardedBody is the request body the Python goroutine reads. A timeout
+// ends a read in progress (a read deadline in the past) and refuses later
+// ones.
+type guardedBody struct {
+	r        io.Reader
+	inRead   atomic.Int32
+	timedOut atomic.Bool
+}
+
+func (b *guardedBody) Read(p []byte) (int, error) {
+	b.inRead.Add(1)
+	defer b.inRead.Add(-1)
+	if b.timedOut.Load() {
+		return 0, errTimedOut
+	}
+	return b.r.Read(p)
+}
+
+// timeOut stops reads: it waits (briefly) until none is in progress.
+func (b *guardedBody) timeOut(ctrl *http.ResponseController) {
+	b.timedOut.Store(true)
+	_ = ctrl.SetReadDeadline(time.Unix(1, 0))
+	for i := 0; i < 200 && b.inRead.Load() > 0; i++ {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// runWithTimeout runs the Python part of a WSGI request on a goroutine of
+// its own and answers 504 when it takes longer than the request timeout.
+// It owns env, the slot and the request's in-flight count, and gives them
+// back when Python is done, which may be after ServeHTTP returned.
+func (h *Handler) runWithTimeout(w http.ResponseWriter, r *http.Request, env *environ) (abort bool) {
+	gw := newGuardedWriter(w)
+	body := &guardedBody{r: r.Body}
+	r2 := r.WithContext(r.Context())
+	r2.Body = io.NopCloser(body)
+	done := make(chan bool, 1)
+	var ident atomic.Uint64 // the Python thread of the request, for the interrupt
+	var timedOut atomic.Bool
+	h.inflight.Add(1) // the goroutine's own hold, released when Python is done
+	go func() {
+		defer h.inflight.Done()
+		abort := h.run(gw, r2, env.bytes(), &ident)
+		if timedOut.Load() {
+			// Python finished after all: clear a pending interrupt so
+			// that it cannot hit the thread's next request.
+			cpython.Interrupt(ident.Load(), false)
+			h.stuck.Add(-1)
+		}
+		h.envs.Put(env)
+		<-h.slots
+		done <- abort
+	}()
+	timer := time.NewTimer(h.cfg.requestTimeout)
+	defer timer.Stop()
+	select {
+	case abort := <-done:
+		return abort
+	case <-timer.C:
+	}
+	timedOut.Store(true)
+	h.stuck.Add(1)
+	wrote := gw.timeOut()
+	body.timeOut(http.NewResponseController(w))
+	if id := ident.Load(); id != 0 {
+		cpython.Interrupt(id, true)
+	}
+	h.cfg.logger.Error("wsgi: request timed out; Python was interrupted and keeps its thread until it returns",
+		"timeout", h.cfg.requestTimeout, "method", r.Method, "path", r.URL.Path)
+	if wrote {
+		return true // the response started: cut it
+	}
+	w.Header().Set("Connection", "close")
+	plainError(w, http.StatusGatewayTimeout, "request timed out")
+	return false
+}
