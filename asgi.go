@@ -116,6 +116,7 @@ type asgiExchange struct {
 	bodyEOF  bool  // the whole body was delivered
 	bodyRead int64 // body bytes delivered
 	stalled  bool  // the body read timed out
+	duplex   bool  // full duplex was enabled
 	bodyCh   chan bodyChunk
 	finished bool // the response was completed
 	done     bool // the app returned
@@ -280,7 +281,45 @@ func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, s
 	}
 	x.conn = conn
 	defer conn.Release()
-	return x.serve()
+	abort = x.serve()
+	if !x.settleBody() {
+		abort = true
+	}
+	return abort
+}
+
+// settleBody leaves the request body as net/http needs it when the
+// handler returns: no read of ours in flight, and, in full duplex mode
+// (where net/http leaves the rest to the handler), the unread remainder
+// read and dropped so the connection can serve the next request (see
+// exchange.drainBody). It reports false when the connection must be
+// closed instead.
+func (x *asgiExchange) settleBody() bool {
+	if x.reading {
+		// A background read: end it now rather than race net/http.
+		_ = x.controller().SetReadDeadline(time.Unix(1, 0))
+		select {
+		case <-x.bodyCh:
+		case <-time.After(time.Second):
+			return false
+		}
+		x.reading = false
+		_ = x.controller().SetReadDeadline(time.Time{})
+		x.bodyEOF = true // what was left is dropped below, or the connection closed
+		return false
+	}
+	if !x.duplex || x.bodyEOF {
+		return true
+	}
+	if x.r.ContentLength >= 0 && x.r.ContentLength-x.bodyRead > maxDrain {
+		return true // net/http closes the connection cleanly
+	}
+	n, err := io.CopyN(io.Discard, x.r.Body, maxDrain+1)
+	if err == io.EOF && n <= maxDrain {
+		return true
+	}
+	_ = x.flush()
+	return false
 }
 
 // serve handles the app's messages until it has returned.
@@ -463,7 +502,7 @@ func (x *asgiExchange) sendHead() {
 	st := x.head.status
 	x.noBody = x.r.Method == http.MethodHead || st == http.StatusNoContent || st == http.StatusNotModified
 	if x.r.ContentLength != 0 && !x.bodyEOF {
-		_ = x.controller().EnableFullDuplex()
+		x.duplex = x.controller().EnableFullDuplex() == nil
 	}
 	x.w.WriteHeader(st)
 	if x.trailers {
@@ -576,6 +615,11 @@ func (x *asgiExchange) finish() (abort bool) {
 	case x.werr != nil:
 		x.h.cfg.logger.Info("wsgi: client disconnected; the app stopped with an error", attrs...)
 		return x.sent
+	case x.finished:
+		// The response went out whole before the app raised (Starlette's
+		// error middleware sends a 500, then raises again): keep it.
+		x.h.cfg.logger.Error("wsgi: app raised after completing its response", attrs...)
+		return false
 	case x.sent:
 		x.h.cfg.logger.Error("wsgi: app failed after the response started; aborting the connection", attrs...)
 		return true
@@ -589,7 +633,7 @@ func (x *asgiExchange) finish() (abort bool) {
 // point (WSGI's SCRIPT_NAME); path is the full path, which includes it, as
 // the spec says, or, with relative, only what follows it (WSGI's
 // PATH_INFO), for Starlette before 0.33, which routes on path as is.
-func buildScope(r *http.Request, prefix string, kind string, p peer, relative bool) (map[string]any, int, string) {
+func buildScope(r *http.Request, prefix string, kind string, p peer, relative bool, extra map[string]string) (map[string]any, int, string) {
 	scriptName, pathInfo, status, reason := splitPath(r, prefix)
 	if status != 0 {
 		return nil, status, reason
@@ -645,7 +689,35 @@ func buildScope(r *http.Request, prefix string, kind string, p peer, relative bo
 		n, _ := strconv.Atoi(p.port)
 		scope["client"] = []any{p.addr, int64(n)}
 	}
+	if env := scopeEnviron(r, extra); env != nil {
+		ext, _ := scope["extensions"].(map[string]any)
+		if ext == nil {
+			ext = map[string]any{}
+			scope["extensions"] = ext
+		}
+		ext["environ"] = env
+	}
 	return scope, 0, ""
+}
+
+// scopeEnviron gathers what a WSGI app would find in its environ beyond
+// the CGI keys — Options.Env, then WithEnviron's values (the user of
+// BasicAuth or of a Go auth middleware: REMOTE_USER, AUTH_TYPE) — for the
+// scope's extensions["environ"]; nil if there is none.
+func scopeEnviron(r *http.Request, extra map[string]string) map[string]any {
+	ctxEnv, _ := r.Context().Value(environCtxKey{}).(map[string]string)
+	if len(extra) == 0 && len(ctxEnv) == 0 {
+		return nil
+	}
+	env := make(map[string]any, len(extra)+len(ctxEnv))
+	for _, m := range []map[string]string{extra, ctxEnv} {
+		for k, v := range m {
+			if k != "" && !strings.HasPrefix(k, "wsgi.") {
+				env[k] = v
+			}
+		}
+	}
+	return env
 }
 
 func httpVersion(r *http.Request) string {
@@ -689,7 +761,7 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
 	if isWebSocket(r) {
 		kind = "websocket"
 	}
-	scope, status, reason := buildScope(r, h.cfg.prefix, kind, h.cfg.trusted.peer(r), h.relativePaths)
+	scope, status, reason := buildScope(r, h.cfg.prefix, kind, h.cfg.trusted.peer(r), h.relativePaths, h.cfg.env)
 	if status != 0 {
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
 		plainError(w, status, http.StatusText(status))
@@ -710,16 +782,17 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g := h.current()
 	var abort bool
-	switch {
-	case g.asgi == nil:
-		h.internalError(w, g.err)
-	case kind == "websocket":
-		h.serveASGIWebSocket(g, w, r, scope)
-	default:
-		abort = h.serveASGI(g, w, r, scope)
-	}
-	g.unref()
-	<-h.slots
+	func() {
+		defer func() { g.unref(); <-h.slots }() // even if our own code panics
+		switch {
+		case g.asgi == nil:
+			h.internalError(w, g.err)
+		case kind == "websocket":
+			h.serveASGIWebSocket(g, w, r, scope)
+		default:
+			abort = h.serveASGI(g, w, r, scope)
+		}
+	}()
 	if abort {
 		panic(http.ErrAbortHandler)
 	}

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log"
 	"math/rand"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,8 +46,12 @@ func TestASGIAutoDetect(t *testing.T) {
 }
 
 func TestASGIScope(t *testing.T) {
-	h, _ := asgiRaw(t, func(o *wsgi.Options) { o.Prefix = "/mnt" })
+	h, _ := asgiRaw(t, func(o *wsgi.Options) {
+		o.Prefix = "/mnt"
+		o.Env = map[string]string{"APP_MODE": "test"}
+	})
 	r := newRequest("GET", "/mnt/scope/caf%C3%A9?a=%20b", "")
+	r = r.WithContext(wsgi.WithEnviron(r.Context(), map[string]string{"REMOTE_USER": "alice"}))
 	r.Header.Add("X-Multi", "1")
 	r.Header.Add("X-Multi", "2")
 	rec := record(h, r)
@@ -61,7 +67,9 @@ func TestASGIScope(t *testing.T) {
 	assert.Equal(t, "/mnt/scope/caf%C3%A9", s["raw_path"])
 	assert.Equal(t, "a=%20b", s["query_string"])
 	assert.Equal(t, map[string]any{"started": "yes"}, s["state"], "lifespan state reaches the request")
-	assert.Equal(t, []any{"http.response.pathsend", "http.response.trailers"}, s["extensions"])
+	assert.Equal(t, []any{"environ", "http.response.pathsend", "http.response.trailers"}, s["extensions"])
+	assert.Equal(t, map[string]any{"APP_MODE": "test", "REMOTE_USER": "alice"}, s["environ"],
+		"Options.Env and WithEnviron (auth) reach the scope")
 	assert.Equal(t, []any{"192.0.2.1", 1234.0}, s["client"])
 	assert.Equal(t, []any{"example.com", 80.0}, s["server"])
 	headers := s["headers"].([]any)
@@ -154,6 +162,7 @@ func TestASGIErrors(t *testing.T) {
 	}{
 		{"/raise", 500, "500 Internal Server Error\n", false, "ValueError: boom in asgi"},
 		{"/raise-after-start", 200, "partial", true, "boom after start"},
+		{"/raise-after-complete", 500, "handled, then raised", false, "raised after completing its response"},
 		{"/no-start", 500, "500 Internal Server Error\n", false, "returned without starting a response"},
 		{"/body-before-start", 200, "RuntimeError: wsgi: http.response.body before http.response.start", false, ""},
 		{"/start-twice", 200, "RuntimeError: wsgi: http.response.start sent twice", false, ""},
@@ -204,4 +213,22 @@ func TestASGILifespan(t *testing.T) {
 
 	n, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "asgi_lifespan:no_lifespan", Protocol: "asgi"})
 	assert.Equal(t, "no lifespan here", do(n, "GET", "/", nil).Body.String())
+}
+
+func TestASGIUnreadBodyKeepAlive(t *testing.T) {
+	h, _ := asgiRaw(t)
+	var errLog logBuffer
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ErrorLog = log.New(&errLog, "", 0)
+	srv.Start()
+	defer srv.Close()
+	for _, size := range []int{10, 100 << 10, 1 << 20} {
+		resp, err := http.Post(srv.URL+"/hello", "text/plain", strings.NewReader(strings.Repeat("x", size)))
+		require.NoError(t, err)
+		assert.Equal(t, "Hello, world!", string(readAll(t, resp.Body)))
+		resp, err = http.Get(srv.URL + "/hello")
+		require.NoError(t, err)
+		assert.Equal(t, "Hello, world!", string(readAll(t, resp.Body)))
+	}
+	assert.NotContains(t, errLog.String(), "panic")
 }

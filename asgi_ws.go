@@ -75,6 +75,8 @@ type wsExchange struct {
 	accepted bool // websocket.accept seen
 	denying  bool // websocket.http.response.start seen
 	closed   bool // websocket.close seen
+	queued   int  // bytes of websocket.send not yet written
+	waiting  bool // a send() waits for Drained
 	notify   chan struct{}
 	gone     atomic.Bool
 
@@ -189,6 +191,14 @@ func (x *wsExchange) Send(msg map[string]any) (bool, error) {
 	}
 	x.events = append(x.events, ev)
 	x.signal()
+	if kind == "websocket.send" {
+		// Backpressure: a slow client makes send() wait, as for HTTP.
+		x.queued += len(ev.data)
+		if x.queued > asgiHighWater {
+			x.waiting = true
+			return true, nil
+		}
+	}
 	return false, nil
 }
 
@@ -256,7 +266,14 @@ func (x *wsExchange) step() {
 	}
 	x.mu.Lock()
 	wants := x.wants
+	drained := x.waiting && x.queued < asgiHighWater/2
+	if drained {
+		x.waiting = false
+	}
 	x.mu.Unlock()
+	if drained {
+		x.a.Drained(x.conn)
+	}
 	if wants > 0 && x.finished {
 		x.disconnect(1000)
 	}
@@ -328,6 +345,9 @@ func (x *wsExchange) handle(ev wsEvent) {
 		x.ws = ws
 		go x.read()
 	case "websocket.send":
+		x.mu.Lock()
+		x.queued -= len(ev.data)
+		x.mu.Unlock()
 		if x.ws == nil || x.finished {
 			return
 		}

@@ -1,7 +1,9 @@
-// Package wsgi runs Python web applications (PEP 3333 WSGI apps: Flask,
-// Django, Falcon, Bottle, Pyramid, ...) inside a Go process. A Handler is
-// an http.Handler that owns the app; the process embeds one CPython
-// interpreter, started by the first New.
+// Package wsgi runs Python web applications inside a Go process: WSGI apps
+// (PEP 3333: Flask, Django, Falcon, Bottle, Pyramid, ...) and ASGI 3.0 apps
+// (Starlette, FastAPI, Quart, ...). A Handler is an http.Handler that owns
+// the app; the process embeds one CPython interpreter, started by the
+// first New. Package github.com/gowsgi/wsgi/config serves several apps
+// described by a TOML file.
 //
 // # Quick start
 //
@@ -31,6 +33,7 @@
 //
 // # Concurrency, threads and the GIL
 //
+// This section and the next two are about WSGI apps; see ASGI below.
 // At most Options.Threads requests of a Handler are in progress at once,
 // like the threads of a threaded WSGI server; others wait up to
 // Options.QueueTimeout and then get 503 with Retry-After. A
@@ -75,4 +78,60 @@
 // KeyboardInterrupt from an app are errors like any other: they never end
 // the process. An app that fails to import makes New return an error
 // wrapping a *PythonError; print it with %+v for the traceback.
+//
+// # ASGI
+//
+// With Options.Protocol "asgi" (or "auto" and an async callable) the app
+// is served as ASGI 3.0. Each app has one asyncio event loop (uvloop's
+// when uvloop is installed) run by an OS thread kept for it; every
+// request is a task on that loop, and Options.Threads (default 1024)
+// bounds requests in progress, WebSockets included. send() hands a
+// message to Go, which validates it and queues it for the request's
+// goroutine without waiting for the network; send() waits only while
+// more than 1 MiB of body is queued. receive() returns body chunks read
+// in the background, then http.disconnect once the response is complete
+// or the client left; after the client left, send() raises OSError.
+//
+// The scope's root_path is the mount, and path includes it as the spec
+// says, except for Starlette and FastAPI apps on Starlette before 0.33,
+// which route on path as it is: they get path relative to root_path,
+// like PATH_INFO. Lifespan startup runs in New (a failure is New's
+// error) and shutdown in Close; scope["state"] is a copy of the lifespan
+// state. The http.response.trailers, http.response.pathsend and
+// websocket.http.response extensions are supported. WebSockets use
+// github.com/coder/websocket; checking Origin is the app's job, and
+// messages are limited to Options.MaxBodyBytes (16 MiB if zero).
+// Options.Env and WithEnviron do not reach ASGI scopes.
+//
+// # The Go bridge
+//
+// Options.Functions are Go functions Python code calls as
+// gohost.NAME(*args) or gohost.call("NAME", *args) after "import gohost".
+// Arguments and results convert as documented on Func; a returned error
+// or a panic raises RuntimeError, an unknown name AttributeError, a value
+// that does not convert TypeError. The GIL is released while the Go
+// function runs (an ASGI app's event loop waits for it). A call reaches
+// the app the calling code works for, with its request's context: the
+// thread's WSGI request, the ASGI task (worker threads that copy its
+// context too), a thread the app started, or the app being imported.
+// Code with no app reaches the only app with Functions, if there is
+// exactly one.
+//
+// Python's logging goes to Go too: a handler on the root logger sends
+// each record to the Logger of the app that emitted it, with its level
+// mapped to slog's, and logging.basicConfig keeps working. Options.LogFile
+// also appends the app's records to a file; Options.AccessLog adds one
+// record per request.
+//
+// # Reload
+//
+// With Options.Reload the app directory is watched (fsnotify). After a
+// .py file changes, the modules loaded from files under Options.Dir are
+// removed from sys.modules and the app is imported again as a new
+// generation: requests in flight finish on the old code, whose Python
+// objects are freed with its last request, and the next request runs the
+// new code. A failed import answers 500 (with the traceback when Debug is
+// on) until a later change fixes it. C extensions, modules outside Dir
+// and frameworks with process-wide registries (Django) are not reloaded;
+// restart for those. It is meant for development.
 package wsgi

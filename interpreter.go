@@ -1,6 +1,11 @@
 package wsgi
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
 	"github.com/gowsgi/wsgi/internal/cpython"
 )
 
@@ -13,8 +18,43 @@ import (
 // startInterpreter starts the interpreter once; later calls return the
 // first call's result.
 func startInterpreter() error {
+	if finalized.Load() {
+		return ErrFinalized
+	}
 	cpython.SetHost(pyHost{})
 	return cpython.Initialize(knownEnvironKeys)
+}
+
+// openHandlers counts Handlers not yet closed.
+var openHandlers atomic.Int64
+
+var finalized atomic.Bool
+
+// ErrFinalized is returned by New after Finalize.
+var ErrFinalized = errors.New("wsgi: the Python interpreter has been finalized")
+
+// Finalize shuts the interpreter down (Py_FinalizeEx: atexit handlers run,
+// non-daemon Python threads are joined) once every Handler is closed. It
+// refuses while a Handler is open, and returns ctx's error if finalizing
+// takes longer than ctx allows (an app thread that never ends). After it,
+// New fails: CPython cannot be started again reliably in one process. A
+// program calls it last, before it exits; it is never needed for
+// correctness.
+func Finalize(ctx context.Context) error {
+	if n := openHandlers.Load(); n > 0 {
+		return fmt.Errorf("wsgi: cannot finalize Python: %d handlers are still open", n)
+	}
+	if !finalized.CompareAndSwap(false, true) {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- cpython.Finalize() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("wsgi: finalizing Python: %w", ctx.Err())
+	}
 }
 
 // PythonVersion is the version of the Python this binary is linked

@@ -2,6 +2,7 @@ package wsgi_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -121,4 +122,24 @@ func TestASGIRequestTimeout(t *testing.T) {
 		getJSON(t, h, "/events", &events)
 		return strings.Contains(strings.Join(events, ","), "slow cancelled")
 	}), "the task is cancelled: %v", events)
+}
+
+func TestShutdownWithStuckRequest(t *testing.T) {
+	h, err := wsgi.New(wsgi.Options{Dir: "testdata", App: "behave", RequestTimeout: 100 * time.Millisecond})
+	require.NoError(t, err)
+	srv := serve(t, h)
+	status, _, _ := fetch(t, srv.URL, "/sleep?1.0") // 504 at 100ms; Python sleeps on
+	require.Equal(t, http.StatusGatewayTimeout, status)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = h.Shutdown(ctx)
+	require.Error(t, err, "a request is stuck in Python")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, 503, do(h, "GET", "/tuple", nil).Code, "closed to new requests meanwhile")
+
+	assert.Error(t, wsgi.Finalize(context.Background()), "never finalize with handlers open")
+
+	require.NoError(t, h.Close(), "once Python returns, the handler closes")
+	require.NoError(t, h.Close())
 }

@@ -68,7 +68,8 @@ type Options struct {
 
 	// Env holds extra environ keys added to every request (after the
 	// CGI and HTTP_* keys; context values from WithEnviron come last).
-	// Keys starting with "wsgi." are refused. If nil, none.
+	// Keys starting with "wsgi." are refused. An ASGI app finds them, and
+	// WithEnviron's, in scope["extensions"]["environ"]. If nil, none.
 	Env map[string]string
 
 	// Logger receives the app's wsgi.errors output, its uncaught
@@ -87,7 +88,8 @@ type Options struct {
 
 	// BasicAuth, when set, requires HTTP Basic authentication against an
 	// htpasswd file of bcrypt hashes before a request reaches the app;
-	// the user becomes REMOTE_USER. If nil, the handler does not
+	// the user becomes REMOTE_USER (for an ASGI app, in
+	// scope["extensions"]["environ"]). If nil, the handler does not
 	// authenticate (Go middleware may, see WithEnviron).
 	BasicAuth *BasicAuth
 
@@ -101,8 +103,9 @@ type Options struct {
 	// If empty, records go to Logger only.
 	LogFile string
 
-	// AccessLog logs one record per request (method, path, status, bytes,
-	// duration) at Info level. If false, there is no access log.
+	// AccessLog logs one record per request at Info level: method, uri
+	// (with the query), status, bytes, duration, remote, and aborted for
+	// a cut response. If false, there is no access log.
 	AccessLog bool
 
 	// Functions are Go functions the app may call from Python:

@@ -38,7 +38,8 @@ type Handler struct {
 	watchDone chan struct{}
 
 	mu       sync.Mutex
-	closed   bool
+	closed   bool // no new requests
+	freed    bool // the app is released
 	inflight sync.WaitGroup
 
 	envs      sync.Pool // *environ
@@ -115,6 +116,7 @@ func New(opts Options) (*Handler, error) {
 			return nil, err
 		}
 	}
+	openHandlers.Add(1)
 	h.envs.New = func() any { return new(environ) }
 	h.bufs.New = func() any { b := make([]byte, bodyBufSize); return &b }
 	h.exchanges.New = func() any { return new(exchange) }
@@ -122,22 +124,44 @@ func New(opts Options) (*Handler, error) {
 }
 
 // Close stops the handler: new requests get 503, requests in flight
-// finish, then the app's Python objects are released. The interpreter
-// stays up for other Handlers. Close is idempotent.
-func (h *Handler) Close() error {
+// finish, then the app's Python objects are released. It waits as long as
+// requests run; Shutdown bounds the wait. The interpreter stays up for
+// other Handlers (see Finalize). Close is idempotent.
+func (h *Handler) Close() error { return h.Shutdown(context.Background()) }
+
+// Shutdown is Close with a deadline: if requests are still running when
+// ctx ends (Python stuck in a C call, say), it returns an error and leaves
+// the app loaded for them; calling it again waits again.
+func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
-	if h.closed {
+	if h.freed {
 		h.mu.Unlock()
 		return nil
 	}
+	first := !h.closed
 	h.closed = true
 	h.mu.Unlock()
-	if h.stopWatch != nil {
+	if first && h.stopWatch != nil {
 		close(h.stopWatch)
 		<-h.watchDone
 	}
-	h.inflight.Wait()
-	h.free()
+	drained := make(chan struct{})
+	go func() {
+		h.inflight.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		return fmt.Errorf("wsgi: %s: requests still running (%d busy): %w", h.cfg.name, len(h.slots), ctx.Err())
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.freed {
+		h.freed = true
+		h.free()
+		openHandlers.Add(-1)
+	}
 	return nil
 }
 
@@ -244,9 +268,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.requestTimeout > 0 {
 		abort = h.runWithTimeout(w, r, env) // gives env and the slot back itself
 	} else {
-		abort = h.run(w, r, env.bytes(), nil)
-		h.envs.Put(env)
-		<-h.slots
+		func() {
+			defer func() { h.envs.Put(env); <-h.slots }() // even if our own code panics
+			abort = h.run(w, r, env.bytes(), nil)
+		}()
 	}
 	if abort {
 		// Tell net/http to drop the connection so the client sees the

@@ -18,10 +18,10 @@
 //	dir = "blog"              # required: the app directory, first on sys.path
 //	module = "app"            # required: module file without .py (dots for packages)
 //	callable = "app"          # default "application"
-//	protocol = "wsgi"         # "wsgi" (default); "asgi" and "auto" once supported
+//	protocol = "wsgi"         # "wsgi" (default), "asgi", or "auto" (an async callable means ASGI)
 //	debug = true              # tracebacks in 500 responses and reload on .py changes
 //	static = "always"         # "always" serves <dir>/static at <prefix>/static/; "no" (default)
-//	threads = 16              # requests in the app at once; 0 (default) means 8
+//	threads = 16              # requests in the app at once; 0 (default) means 8, or 1024 for ASGI
 //	log_file = "logs/blog.log" # also append the app's log records here
 //
 //	[app.auth]                # HTTP Basic authentication before the app

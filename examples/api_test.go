@@ -21,13 +21,14 @@ import (
 )
 
 // base is the URL of the demo server, started once by TestMain: the
-// embedded interpreter and Django's settings are process-wide, so both
+// embedded interpreter and Django's settings are process-wide, so the
 // apps are loaded once, as `make run` loads them, against a temporary data
 // directory.
 var base string
 
-// prefixes are the two apps; every API test runs against both.
-var prefixes = []string{"/flask", "/django"}
+// prefixes are the apps, in the order of apps.toml; every API test runs
+// against each.
+var prefixes = []string{"/flask", "/django", "/fastapi"}
 
 func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 
 func runTests(m *testing.M) int {
 	if os.Getenv("WSGI_TEST_STDLIB_ONLY") != "" {
-		// A Python without Debian's Flask and Django (make other-pythons):
+		// A Python without Debian's Flask, Django and FastAPI (make other-pythons):
 		// every test skips (see needServer).
 		return m.Run()
 	}
@@ -72,7 +73,7 @@ func runTests(m *testing.M) int {
 func needServer(t *testing.T) {
 	t.Helper()
 	if base == "" {
-		t.Skip("WSGI_TEST_STDLIB_ONLY: Flask and Django exist only for the system Python")
+		t.Skip("WSGI_TEST_STDLIB_ONLY: Flask, Django and FastAPI exist only for the system Python")
 	}
 }
 
@@ -166,8 +167,9 @@ func TestIndexListsApps(t *testing.T) {
 	needServer(t)
 	r := do(t, "GET", "/", "")
 	require.Equal(t, http.StatusOK, r.status)
-	assert.Contains(t, string(r.body), `href="/flask/"`)
-	assert.Contains(t, string(r.body), `href="/django/"`)
+	for _, prefix := range prefixes {
+		assert.Contains(t, string(r.body), `href="`+prefix+`/"`)
+	}
 
 	req, err := http.NewRequest("GET", base+"/", nil)
 	require.NoError(t, err)
@@ -176,14 +178,17 @@ func TestIndexListsApps(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var list struct {
-		Apps []struct{ Name, Prefix string } `json:"apps"`
+		Apps []struct{ Name, Prefix, Protocol string } `json:"apps"`
 	}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
-	require.Len(t, list.Apps, 2)
-	assert.Equal(t, "flask", list.Apps[0].Name)
-	assert.Equal(t, "/flask", list.Apps[0].Prefix)
-	assert.Equal(t, "django", list.Apps[1].Name)
-	assert.Equal(t, "/django", list.Apps[1].Prefix)
+	require.Len(t, list.Apps, len(prefixes))
+	for i, prefix := range prefixes {
+		assert.Equal(t, strings.TrimPrefix(prefix, "/"), list.Apps[i].Name)
+		assert.Equal(t, prefix, list.Apps[i].Prefix)
+	}
+	assert.Equal(t, "wsgi", list.Apps[0].Protocol)
+	assert.Equal(t, "wsgi", list.Apps[1].Protocol)
+	assert.Equal(t, "asgi", list.Apps[2].Protocol)
 }
 
 func TestAppIndex(t *testing.T) {
@@ -430,20 +435,20 @@ func TestHost(t *testing.T) {
 		first := decode[hostInfo](t, r)
 		assert.Equal(t, runtime.Version(), first.GoVersion)
 		assert.Greater(t, first.UptimeSeconds, 0.0)
-		require.Len(t, first.Apps, 2)
-		assert.Equal(t, "flask", first.Apps[0].Name)
-		assert.Equal(t, "/flask", first.Apps[0].Prefix)
-		assert.Equal(t, "django", first.Apps[1].Name)
-		assert.Equal(t, "/django", first.Apps[1].Prefix)
+		require.Len(t, first.Apps, len(prefixes))
+		i := -1
+		for j, p := range prefixes {
+			assert.Equal(t, strings.TrimPrefix(p, "/"), first.Apps[j].Name)
+			assert.Equal(t, p, first.Apps[j].Prefix)
+			if p == prefix {
+				i = j
+			}
+		}
 
 		second := decode[hostInfo](t, do(t, "GET", prefix+"/host", ""))
 		assert.GreaterOrEqual(t, second.UptimeSeconds, first.UptimeSeconds)
-		i := 0
-		if prefix == "/django" {
-			i = 1
-		}
-		// This very request is counted (at least: the other app's
-		// subtest runs in parallel).
+		// This very request is counted (at least: the other apps'
+		// subtests run in parallel).
 		assert.Greater(t, second.Apps[i].Requests, first.Apps[i].Requests)
 		assert.Positive(t, second.Apps[i].Requests)
 	})

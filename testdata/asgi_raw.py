@@ -46,6 +46,7 @@ async def app(scope, receive, send):
         out["query_string"] = scope["query_string"].decode("latin-1")
         out["state"] = dict(scope["state"])
         out["extensions"] = sorted(scope.get("extensions", {}))
+        out["environ"] = scope.get("extensions", {}).get("environ", {})
         out["client"] = list(scope["client"])
         out["server"] = list(scope["server"])
         await respond(send, 200, json.dumps(out).encode(), b"application/json")
@@ -100,6 +101,9 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
         raise ValueError("boom after start")
+    elif path == "/raise-after-complete":
+        await respond(send, 500, b"handled, then raised")
+        raise ValueError("raised after the response")
     elif path == "/no-start":
         return
     elif path == "/body-before-start":

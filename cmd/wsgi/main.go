@@ -49,6 +49,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
+	finalizeOnExit = true
 	os.Exit(run(ctx, os.Args[1:], os.Stderr))
 }
 
@@ -64,6 +65,9 @@ type flags struct {
 	threads         int
 	queueTimeout    time.Duration
 	maxBody         int64
+	bodyTimeout     time.Duration
+	requestTimeout  time.Duration
+	trustedProxies  string
 	debug           bool
 	logFormat       string
 	logLevel        slog.Level
@@ -75,7 +79,8 @@ type flags struct {
 
 // appFlags describe one app on the command line; -config may not be
 // combined with them.
-var appFlags = []string{"app", "module", "callable", "dir", "prefix", "protocol", "threads", "debug", "queue-timeout", "max-body"}
+var appFlags = []string{"app", "module", "callable", "dir", "prefix", "protocol", "threads", "debug", "queue-timeout",
+	"max-body", "body-timeout", "request-timeout", "trusted-proxies"}
 
 // parseFlags parses args. It returns a non-nil error after printing the
 // problem and the usage; flag.ErrHelp for -h.
@@ -98,6 +103,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.threads, "threads", 0, "requests that may run Python at once (0 means the library default, 8)")
 	fs.DurationVar(&f.queueTimeout, "queue-timeout", 0, "how long a request waits for a thread before a 503 (0 means the library default, 30s)")
 	fs.Int64Var(&f.maxBody, "max-body", 0, "largest request body in `bytes` (0 means no limit)")
+	fs.DurationVar(&f.bodyTimeout, "body-timeout", 0, "longest wait for each read of a request body (0 means the library default, 60s; negative: none)")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "longest a request may take before the client gets 504 (0 means none)")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated `networks` (CIDRs or addresses) whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed")
 	fs.BoolVar(&f.debug, "debug", false, "put Python tracebacks in 500 responses (never where strangers can reach the app)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
@@ -141,6 +149,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, usageErr("-queue-timeout must not be negative")
 	case f.maxBody < 0:
 		return nil, usageErr("-max-body must not be negative")
+	case f.requestTimeout < 0:
+		return nil, usageErr("-request-timeout must not be negative")
 	case f.shutdownTimeout < 0:
 		return nil, usageErr("-shutdown-timeout must not be negative")
 	}
@@ -171,17 +181,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	logger := newLogger(stderr, f.logFormat, f.logLevel)
 	h, err := wsgi.New(wsgi.Options{
-		Dir:          f.dir,
-		App:          f.app,
-		Module:       f.module,
-		Callable:     f.callable,
-		Prefix:       f.prefix,
-		Protocol:     f.protocol,
-		Threads:      f.threads,
-		QueueTimeout: f.queueTimeout,
-		MaxBodyBytes: f.maxBody,
-		Debug:        f.debug,
-		Logger:       logger,
+		Dir:             f.dir,
+		App:             f.app,
+		Module:          f.module,
+		Callable:        f.callable,
+		Prefix:          f.prefix,
+		Protocol:        f.protocol,
+		Threads:         f.threads,
+		QueueTimeout:    f.queueTimeout,
+		MaxBodyBytes:    f.maxBody,
+		BodyReadTimeout: f.bodyTimeout,
+		RequestTimeout:  f.requestTimeout,
+		TrustedProxies:  splitList(f.trustedProxies),
+		Debug:           f.debug,
+		Logger:          logger,
 	})
 	if err != nil {
 		logLoadError(logger, stderr, f.logFormat == "json", err)
@@ -302,13 +315,34 @@ func serve(ctx context.Context, logger *slog.Logger, addr string, grace time.Dur
 		_ = srv.Close()
 		return exitFail
 	}
-	if err := closeApps(); err != nil {
-		logger.Error("wsgi: closing the app", "err", err)
+	// Requests past their RequestTimeout may still run Python: closing
+	// waits for them, within the grace period.
+	closed := make(chan error, 1)
+	go func() { closed <- closeApps() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			logger.Error("wsgi: closing the app", "err", err)
+			return exitFail
+		}
+	case <-sctx.Done():
+		logger.Error("wsgi: grace period over; Python is still running requests that timed out")
 		return exitFail
+	}
+	if finalizeOnExit {
+		if err := wsgi.Finalize(sctx); err != nil {
+			logger.Error("wsgi: finalizing Python", "err", err)
+			return exitFail
+		}
 	}
 	logger.Info("wsgi: stopped")
 	return exitOK
 }
+
+// finalizeOnExit makes a clean shutdown finalize the interpreter (atexit
+// handlers run). Only main sets it: run is also called by tests, in a
+// process whose interpreter must stay up.
+var finalizeOnExit bool
 
 // logConfigError reports a config file that Load refused: one problem a
 // line, each "FILE:LINE: ...", as a compiler does (in JSON, one record a
@@ -365,4 +399,15 @@ func absDir(dir string) string {
 func pythonRelease() string {
 	v, _, _ := strings.Cut(wsgi.PythonVersion(), " ")
 	return v
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -32,6 +33,7 @@ var (
 	// mainCalls runs functions on Python's main thread: the OS thread
 	// that initialised the interpreter, kept for that purpose only.
 	mainCalls = make(chan func())
+	started   atomic.Bool // the interpreter is up
 )
 
 // Initialize starts the process' interpreter on the first call, with
@@ -49,6 +51,7 @@ func Initialize(keys []string) error {
 		go func() {
 			runtime.LockOSThread() // never unlocked: this thread stays Python's main thread
 			initErr = initialize(keys)
+			started.Store(initErr == nil)
 			close(done)
 			if initErr != nil {
 				return
@@ -89,6 +92,20 @@ func onMainThread(f func()) {
 		f()
 	}
 	<-done
+}
+
+// Finalize finalizes the interpreter on its main thread. Nothing may run
+// Python afterwards.
+func Finalize() error {
+	if !started.Load() {
+		return nil
+	}
+	var rc C.int
+	onMainThread(func() { rc = C.wsgi_finalize() })
+	if rc != 0 {
+		return errors.New("wsgi: Py_FinalizeEx reported an error (see stderr)")
+	}
+	return nil
 }
 
 // Version is the linked Python's version string (sys.version).

@@ -1097,6 +1097,12 @@ int wsgi_req_finish(wsgi_req *req, wsgi_error *err) {
     return rc;
 }
 
+int wsgi_finalize(void) {
+    // On the thread that initialised Python, with its own thread state.
+    enter();
+    return Py_FinalizeEx();
+}
+
 unsigned long wsgi_thread_ident(void) { return PyThread_get_thread_ident(); }
 
 void wsgi_interrupt(unsigned long ident, int set) {

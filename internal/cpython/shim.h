@@ -126,6 +126,9 @@ void wsgi_asgi_drained(wsgi_asgi *a, void *req);
 void wsgi_asgi_cancel(wsgi_asgi *a, void *req);
 void wsgi_asgi_release(void *req);
 
+// Finalizes Python (call on the thread that initialised it). 0 or -1.
+int wsgi_finalize(void);
+
 // The calling thread's Python thread identifier (no GIL needed).
 unsigned long wsgi_thread_ident(void);
 // Raises host.RequestTimeout asynchronously in the thread (set), or clears

@@ -183,3 +183,6 @@ func ThreadIdent() uint64 { return 0 }
 
 // Interrupt does nothing without cgo.
 func Interrupt(ident uint64, set bool) {}
+
+// Finalize does nothing without cgo.
+func Finalize() error { return nil }

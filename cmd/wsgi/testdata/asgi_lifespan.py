@@ -28,3 +28,12 @@ async def failing(scope, receive, send):
     if scope["type"] == "lifespan":
         await receive()
         await send({"type": "lifespan.startup.failed", "message": "cannot reach the database"})
+
+
+def _at_exit():
+    note("atexit")
+
+
+import atexit  # noqa: E402
+
+atexit.register(_at_exit)
