@@ -54,7 +54,7 @@ race:
 
 # Fuzz targets, briefly (their seeds already ran in the race tests).
 fuzz-short:
-	@for t in .:FuzzBuildEnviron .:FuzzParseStatus .:FuzzValidateHeader .:FuzzParseResponseHead \
+	@for t in .:FuzzBuildEnviron .:FuzzParseStatus .:FuzzValidateHeader .:FuzzParseResponseHead .:FuzzBodyReader \
 		./internal/cpython:FuzzDecodeValue; do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
 		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
