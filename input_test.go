@@ -91,7 +91,7 @@ func runOps(t *testing.T, body, splits, ops []byte, declared bool) {
 func TestBodyReaderMatchesBytesIO(t *testing.T) {
 	bodies := [][]byte{nil, []byte("a"), []byte("one\ntwo\n\nthree"), bytes.Repeat([]byte("x\n"), 5000)}
 	opsList := [][]byte{
-		{0, 63},                  // read all (-1)
+		{0, 63}, // read all (-1)
 		{0, 64, 0, 65, 0, 67, 0, 255, 0, 64},
 		{1, 63, 1, 63, 1, 63, 1, 63},
 		{1, 64, 1, 65, 1, 66, 1, 200, 0, 63},
