@@ -265,11 +265,11 @@ func (x *asgiExchange) signal() {
 
 // serveASGI runs an HTTP request through the ASGI app. It reports whether
 // the connection must be aborted.
-func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope map[string]any) (abort bool) {
+func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) (abort bool) {
 	x := &asgiExchange{h: h, a: g.asgi, w: w, r: r, notify: make(chan struct{}, 1), bodyCh: make(chan bodyChunk, 1)}
-	var first map[string]any
+	var first []byte
 	if r.ContentLength == 0 {
-		first = map[string]any{"type": "http.request", "body": []byte{}, "more_body": false}
+		first = emptyRequestMessage
 		x.bodyEOF = true
 	}
 	handle := cpython.Register(cpython.ASGIRequest(x))
@@ -629,11 +629,14 @@ func (x *asgiExchange) finish() (abort bool) {
 	return false
 }
 
-// buildScope makes the ASGI scope of a request. root_path is the mount
+// buildScope makes the ASGI scope of a request, value-encoded for the
+// loop (written directly: this runs per request). root_path is the mount
 // point (WSGI's SCRIPT_NAME); path is the full path, which includes it, as
 // the spec says, or, with relative, only what follows it (WSGI's
 // PATH_INFO), for Starlette before 0.33, which routes on path as is.
-func buildScope(r *http.Request, prefix string, kind string, p peer, relative bool, extra map[string]string) (map[string]any, int, string) {
+// subprotocols is set for a WebSocket.
+func buildScope(r *http.Request, prefix string, kind string, p peer, relative bool,
+	extra map[string]string, subprotocols []string) ([]byte, int, string) {
 	scriptName, pathInfo, status, reason := splitPath(r, prefix)
 	if status != 0 {
 		return nil, status, reason
@@ -642,83 +645,154 @@ func buildScope(r *http.Request, prefix string, kind string, p peer, relative bo
 	if !relative {
 		path = scriptName + pathInfo
 	}
-	headers := make([]any, 0, len(r.Header)+1)
-	if r.Host != "" {
-		headers = append(headers, []any{[]byte("host"), []byte(r.Host)})
-	}
-	for name, values := range r.Header {
-		lower := []byte(strings.ToLower(name))
-		for _, v := range values {
-			headers = append(headers, []any{lower, []byte(v)})
-		}
-	}
 	scheme := "http"
-	if p.https {
-		scheme = "https"
-	}
 	if kind == "websocket" {
 		scheme = "ws"
-		if p.https {
-			scheme = "wss"
-		}
+	}
+	if p.https {
+		scheme += "s"
 	}
 	name, port, portNum := serverAddr(r)
 	if port != "" {
 		portNum, _ = strconv.Atoi(port)
 	}
-	scope := map[string]any{
-		"type":         kind,
-		"asgi":         map[string]any{"version": "3.0", "spec_version": "2.4"},
-		"http_version": httpVersion(r),
-		"scheme":       scheme,
-		"path":         path,
-		"raw_path":     []byte(rawPathAfter(r, path)),
-		"query_string": []byte(r.URL.RawQuery),
-		"root_path":    scriptName,
-		"headers":      headers,
-		"server":       []any{name, int64(portNum)},
-	}
+	ctxEnv, _ := r.Context().Value(environCtxKey{}).(map[string]string)
+	hasEnv := len(extra) > 0 || len(ctxEnv) > 0
+
+	n := 11 // the keys every scope has
 	if kind == "http" {
-		scope["method"] = r.Method
-		scope["extensions"] = map[string]any{
-			"http.response.trailers": map[string]any{},
-			"http.response.pathsend": map[string]any{},
-		}
+		n += 2 // method, extensions
+	} else {
+		n += 2 // subprotocols, extensions
 	}
 	if p.addr != "" {
-		n, _ := strconv.Atoi(p.port)
-		scope["client"] = []any{p.addr, int64(n)}
+		n++ // client
 	}
-	if env := scopeEnviron(r, extra); env != nil {
-		ext, _ := scope["extensions"].(map[string]any)
-		if ext == nil {
-			ext = map[string]any{}
-			scope["extensions"] = ext
+	var e cpython.Encoder
+	e.B = make([]byte, 0, 512)
+	e.Dict(n)
+	e.Str("type")
+	e.Str(kind)
+	e.Str("asgi")
+	e.Dict(2)
+	e.Str("version")
+	e.Str("3.0")
+	e.Str("spec_version")
+	e.Str("2.4")
+	e.Str("http_version")
+	e.Str(httpVersion(r))
+	e.Str("scheme")
+	e.Str(scheme)
+	e.Str("path")
+	e.Str(path)
+	e.Str("raw_path")
+	e.Bytes(rawPathAfter(r, path))
+	e.Str("query_string")
+	e.Bytes(r.URL.RawQuery)
+	e.Str("root_path")
+	e.Str(scriptName)
+	e.Str("headers")
+	count := 0
+	for _, values := range r.Header {
+		count += len(values)
+	}
+	if r.Host != "" {
+		count++
+	}
+	e.List(count)
+	if r.Host != "" {
+		e.List(2)
+		e.Bytes("host")
+		e.Bytes(r.Host)
+	}
+	for name, values := range r.Header {
+		lower := lowerHeaderName(name)
+		for _, v := range values {
+			e.List(2)
+			e.Bytes(lower)
+			e.Bytes(v)
 		}
-		ext["environ"] = env
 	}
-	return scope, 0, ""
-}
-
-// scopeEnviron gathers what a WSGI app would find in its environ beyond
-// the CGI keys — Options.Env, then WithEnviron's values (the user of
-// BasicAuth or of a Go auth middleware: REMOTE_USER, AUTH_TYPE) — for the
-// scope's extensions["environ"]; nil if there is none.
-func scopeEnviron(r *http.Request, extra map[string]string) map[string]any {
-	ctxEnv, _ := r.Context().Value(environCtxKey{}).(map[string]string)
-	if len(extra) == 0 && len(ctxEnv) == 0 {
-		return nil
+	e.Str("server")
+	e.List(2)
+	e.Str(name)
+	e.Int(int64(portNum))
+	e.Str("state")
+	e.Dict(0) // replaced by the lifespan state on the loop
+	if p.addr != "" {
+		pn, _ := strconv.Atoi(p.port)
+		e.Str("client")
+		e.List(2)
+		e.Str(p.addr)
+		e.Int(int64(pn))
 	}
-	env := make(map[string]any, len(extra)+len(ctxEnv))
-	for _, m := range []map[string]string{extra, ctxEnv} {
-		for k, v := range m {
-			if k != "" && !strings.HasPrefix(k, "wsgi.") {
-				env[k] = v
+	exts := 0
+	if hasEnv {
+		exts++
+	}
+	if kind == "http" {
+		e.Str("method")
+		e.Str(r.Method)
+		e.Str("extensions")
+		e.Dict(2 + exts)
+		e.Str("http.response.trailers")
+		e.Dict(0)
+		e.Str("http.response.pathsend")
+		e.Dict(0)
+	} else {
+		e.Str("subprotocols")
+		e.List(len(subprotocols))
+		for _, s := range subprotocols {
+			e.Str(s)
+		}
+		e.Str("extensions")
+		e.Dict(1 + exts)
+		e.Str("websocket.http.response")
+		e.Dict(0)
+	}
+	if hasEnv {
+		// What a WSGI app would find in its environ beyond the CGI keys:
+		// Options.Env, then WithEnviron's values (the user of BasicAuth or
+		// of a Go auth middleware: REMOTE_USER, AUTH_TYPE).
+		env := make(map[string]string, len(extra)+len(ctxEnv))
+		for _, m := range []map[string]string{extra, ctxEnv} {
+			for k, v := range m {
+				if k != "" && !strings.HasPrefix(k, "wsgi.") {
+					env[k] = v
+				}
 			}
 		}
+		e.Str("environ")
+		e.Dict(len(env))
+		for k, v := range env {
+			e.Str(k)
+			e.Str(v)
+		}
 	}
-	return env
+	return e.B, 0, ""
 }
+
+// lowerHeaderName lower-cases a canonical header name, without
+// allocating for the common ones.
+func lowerHeaderName(name string) string {
+	if l, ok := lowerHeaderNames[name]; ok {
+		return l
+	}
+	return strings.ToLower(name)
+}
+
+var lowerHeaderNames = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
+		"Connection", "Content-Length", "Content-Type", "Cookie", "Origin", "Referer", "User-Agent",
+		"Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol",
+		"Sec-Websocket-Extensions", "X-Forwarded-For", "X-Forwarded-Proto", "X-Requested-With",
+		"If-None-Match", "If-Modified-Since", "Upgrade-Insecure-Requests", "Sec-Fetch-Dest",
+		"Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User", "Dnt", "Pragma", "Priority"} {
+		m[k] = strings.ToLower(k)
+	}
+	return m
+}()
 
 func httpVersion(r *http.Request) string {
 	switch {
@@ -755,13 +829,28 @@ func rawPathAfter(r *http.Request, pathInfo string) string {
 	return escaped[i:]
 }
 
+// emptyRequestMessage is the http.request of a request without a body.
+var emptyRequestMessage = mustEncode(map[string]any{"type": "http.request", "body": []byte{}, "more_body": false})
+
+func mustEncode(v any) []byte {
+	b, err := cpython.Encode(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 // serveASGIHTTP is ServeHTTP for an ASGI app.
 func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
 	kind := "http"
 	if isWebSocket(r) {
 		kind = "websocket"
 	}
-	scope, status, reason := buildScope(r, h.cfg.prefix, kind, h.cfg.trusted.peer(r), h.relativePaths, h.cfg.env)
+	var subprotocols []string
+	if kind == "websocket" {
+		subprotocols = requestSubprotocols(r)
+	}
+	scope, status, reason := buildScope(r, h.cfg.prefix, kind, h.cfg.trusted.peer(r), h.relativePaths, h.cfg.env, subprotocols)
 	if status != 0 {
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
 		plainError(w, status, http.StatusText(status))

@@ -203,8 +203,9 @@ func (x *wsExchange) Send(msg map[string]any) (bool, error) {
 }
 
 // serveASGIWebSocket runs a WebSocket connection through the ASGI app.
-func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.Request, scope map[string]any) {
-	var subprotocols []any
+// requestSubprotocols lists the subprotocols the client offers.
+func requestSubprotocols(r *http.Request) []string {
+	var subprotocols []string
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
 		for _, p := range strings.Split(v, ",") {
 			if p = strings.TrimSpace(p); p != "" {
@@ -212,12 +213,16 @@ func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.R
 			}
 		}
 	}
-	scope["subprotocols"] = subprotocols
-	scope["extensions"] = map[string]any{"websocket.http.response": map[string]any{}}
+	return subprotocols
+}
+
+var connectMessage = mustEncode(map[string]any{"type": "websocket.connect"})
+
+func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) {
 	x := &wsExchange{h: h, a: g.asgi, w: w, r: r, notify: make(chan struct{}, 1), in: make(chan wsIncoming)}
 	handle := cpython.Register(cpython.ASGIRequest(x))
 	defer handle.Release()
-	conn, err := g.asgi.Start(handle, scope, map[string]any{"type": "websocket.connect"})
+	conn, err := g.asgi.Start(handle, scope, connectMessage)
 	if err != nil {
 		h.internalError(w, err)
 		return

@@ -3,17 +3,80 @@
 // the gohost value format (bridge.c), decoded on the Go side by values.go.
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "_cgo_export.h"
 
 #define ERRBUF 512
 
+// Go hands requests and messages to the loop through a mailbox, without
+// taking the GIL: a queue under a mutex and an eventfd the loop watches
+// (add_reader). One wake-up serves every post made before the loop
+// drains, so a burst of requests costs the loop one wake-up.
+enum { POST_START = 0, POST_DELIVER = 1, POST_DRAINED = 2, POST_CANCEL = 3 };
+
+typedef struct post {
+    struct post *next;
+    int kind;
+    uintptr_t handle;
+    char *a, *b;  // value-encoded scope or message, first message
+    int64_t alen, blen;
+} post;
+
 struct wsgi_asgi {
     PyObject *obj;  // host.ASGIApp
     uint64_t app;   // the app's id, for gohost calls and log records
+    int efd;        // the mailbox's eventfd
+    pthread_mutex_t mu;
+    post *head, *tail;
+    int pending;    // the eventfd was written and not drained yet
 };
+
+static void free_posts(post *p) {
+    while (p != NULL) {
+        post *next = p->next;
+        free(p->a);
+        free(p->b);
+        free(p);
+        p = next;
+    }
+}
+
+int wsgi_asgi_post(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int64_t xlen,
+                   const char *y, int64_t ylen) {
+    post *p = calloc(1, sizeof *p);
+    if (p == NULL) return -1;
+    p->kind = kind;
+    p->handle = handle;
+    if (xlen > 0 && (p->a = malloc((size_t)xlen)) == NULL) goto nomem;
+    if (ylen > 0 && (p->b = malloc((size_t)ylen)) == NULL) goto nomem;
+    if (xlen > 0) memcpy(p->a, x, (size_t)xlen);
+    if (ylen > 0) memcpy(p->b, y, (size_t)ylen);
+    p->alen = xlen;
+    p->blen = ylen;
+    pthread_mutex_lock(&a->mu);
+    if (a->tail) a->tail->next = p;
+    else a->head = p;
+    a->tail = p;
+    int wake = !a->pending;
+    a->pending = 1;
+    pthread_mutex_unlock(&a->mu);
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t w = write(a->efd, &one, sizeof one);
+        (void)w;  // EAGAIN means the counter is already non-zero: awake anyway
+    }
+    return 0;
+nomem:
+    free_posts(p);
+    return -1;
+}
+
+static PyObject *decode_or_none(const char *p, int64_t n);
 
 wsgi_asgi *wsgi_asgi_new(wsgi_app *app, wsgi_error *err) {
     wsgi_asgi *a = NULL;
@@ -32,6 +95,23 @@ wsgi_asgi *wsgi_asgi_new(wsgi_app *app, wsgi_error *err) {
     } else {
         a->obj = obj;
         a->app = wsgi_app_id(app);
+        a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        pthread_mutex_init(&a->mu, NULL);
+        PyObject *cap = PyCapsule_New(a, "wsgi_asgi", NULL);
+        PyObject *r = cap ? PyObject_CallMethod(obj, "attach", "Oi", cap, a->efd) : NULL;
+        Py_XDECREF(cap);
+        if (r == NULL || a->efd < 0) {
+            if (!PyErr_Occurred()) PyErr_SetFromErrno(PyExc_OSError);
+            wsgi_take_error(err);
+            Py_XDECREF(r);
+            if (a->efd >= 0) close(a->efd);
+            Py_CLEAR(a->obj);
+            pthread_mutex_destroy(&a->mu);
+            free(a);
+            a = NULL;
+        } else {
+            Py_DECREF(r);
+        }
     }
     wsgi_leave();
     return a;
@@ -43,6 +123,9 @@ void wsgi_asgi_free(wsgi_asgi *a) {
     Py_CLEAR(a->obj);
     PyGC_Collect();
     wsgi_leave();
+    free_posts(a->head);
+    close(a->efd);
+    pthread_mutex_destroy(&a->mu);
     free(a);
 }
 
@@ -92,8 +175,9 @@ int wsgi_asgi_lifespan(wsgi_asgi *a, const char *event, double timeout, char **s
     return rc;
 }
 
-// Decodes a message (or scope) Go sent.
-static PyObject *decode_from_go(const char *p, int64_t n) {
+// Decodes a value Go sent; None for an empty buffer.
+static PyObject *decode_or_none(const char *p, int64_t n) {
+    if (n <= 0) Py_RETURN_NONE;
     const char *end = p + n;
     PyObject *v = wsgi_decode_value(&p, end, 0);
     if (v != NULL && p != end) {
@@ -102,57 +186,6 @@ static PyObject *decode_from_go(const char *p, int64_t n) {
         return NULL;
     }
     return v;
-}
-
-void *wsgi_asgi_start(wsgi_asgi *a, uintptr_t handle, const char *scope, int64_t scopelen,
-                      const char *first, int64_t firstlen, wsgi_error *err) {
-    PyObject *req = NULL;
-    wsgi_enter();
-    PyObject *s = decode_from_go(scope, scopelen);
-    PyObject *f = s == NULL ? NULL : firstlen > 0 ? decode_from_go(first, firstlen) : Py_NewRef(Py_None);
-    if (f != NULL) req = PyObject_CallMethod(a->obj, "start", "kOO", (unsigned long)handle, s, f);
-    if (req == NULL) wsgi_take_error(err);
-    Py_XDECREF(s);
-    Py_XDECREF(f);
-    wsgi_leave();
-    return req;
-}
-
-int wsgi_asgi_deliver(wsgi_asgi *a, void *req, const char *msg, int64_t len, wsgi_error *err) {
-    int rc = 0;
-    wsgi_enter();
-    PyObject *m = decode_from_go(msg, len);
-    PyObject *r = m ? PyObject_CallMethod(a->obj, "deliver", "OO", (PyObject *)req, m) : NULL;
-    if (r == NULL) {
-        wsgi_take_error(err);
-        rc = -1;
-    }
-    Py_XDECREF(m);
-    Py_XDECREF(r);
-    wsgi_leave();
-    return rc;
-}
-
-void wsgi_asgi_drained(wsgi_asgi *a, void *req) {
-    wsgi_enter();
-    PyObject *r = PyObject_CallMethod(a->obj, "drained", "O", (PyObject *)req);
-    if (r == NULL) PyErr_Clear();
-    Py_XDECREF(r);
-    wsgi_leave();
-}
-
-void wsgi_asgi_cancel(wsgi_asgi *a, void *req) {
-    wsgi_enter();
-    PyObject *r = PyObject_CallMethod(a->obj, "cancel", "O", (PyObject *)req);
-    if (r == NULL) PyErr_Clear();
-    Py_XDECREF(r);
-    wsgi_leave();
-}
-
-void wsgi_asgi_release(void *req) {
-    wsgi_enter();
-    Py_XDECREF((PyObject *)req);
-    wsgi_leave();
 }
 
 int wsgi_asgi_relative_paths(wsgi_app *app) {
@@ -251,7 +284,40 @@ static PyObject *asgi_done(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+// _asgi_take(capsule) -> [(kind, handle, value, value), ...]: what Go
+// posted since the last call. Runs on the loop, which add_reader calls when
+// the eventfd is readable.
+static PyObject *asgi_take(PyObject *self, PyObject *cap) {
+    wsgi_asgi *a = PyCapsule_GetPointer(cap, "wsgi_asgi");
+    if (a == NULL) return NULL;
+    uint64_t n;
+    ssize_t r = read(a->efd, &n, sizeof n);
+    (void)r;
+    pthread_mutex_lock(&a->mu);
+    post *p = a->head;
+    a->head = a->tail = NULL;
+    a->pending = 0;
+    pthread_mutex_unlock(&a->mu);
+    PyObject *list = PyList_New(0);
+    for (post *q = p; list != NULL && q != NULL; q = q->next) {
+        PyObject *x = decode_or_none(q->a, q->alen);
+        PyObject *y = x ? decode_or_none(q->b, q->blen) : NULL;
+        PyObject *t = y ? Py_BuildValue("iKNN", q->kind, (unsigned long long)q->handle, x, y) : NULL;
+        if (t == NULL) {
+            Py_XDECREF(x);
+            Py_XDECREF(y);
+            Py_CLEAR(list);
+            break;
+        }
+        if (PyList_Append(list, t) < 0) Py_CLEAR(list);
+        Py_DECREF(t);
+    }
+    free_posts(p);
+    return list;
+}
+
 PyMethodDef wsgi_asgi_methods[] = {
+    {"_asgi_take", asgi_take, METH_O, "_asgi_take(mailbox): what Go posted to the loop."},
     {"_asgi_send", asgi_send, METH_VARARGS, "_asgi_send(handle, message): hand a message to Go."},
     {"_asgi_want", asgi_want, METH_O, "_asgi_want(handle): ask Go for the next message."},
     {"_asgi_done", asgi_done, METH_VARARGS, "_asgi_done(handle, exc): the app returned or raised."},

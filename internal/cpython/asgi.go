@@ -9,6 +9,7 @@ package cpython
 import "C"
 
 import (
+	"errors"
 	"runtime"
 	"time"
 	"unsafe"
@@ -76,32 +77,27 @@ func (a *ASGI) Lifespan(event string, timeout time.Duration) (status, msg string
 	return C.GoString(cs), C.GoString(cm), nil
 }
 
-// Conn is a connection scope running on the loop: the Python request
-// object, kept by Go as a C pointer.
-type Conn struct{ p unsafe.Pointer }
+// Conn is a connection scope running on the loop, named by its handle.
+type Conn struct{ h Handle }
 
-// Start starts the app on scope (a map[string]any, converted as gohost
-// values: use []byte for bytes) with first, if not nil, queued for the
-// first receive().
-func (a *ASGI) Start(h Handle, scope map[string]any, first map[string]any) (Conn, error) {
-	sb, err := encodeValue(nil, scope, 0)
-	if err != nil {
+// post hands a message to the loop (see wsgi_asgi_post); no GIL is taken.
+func (a *ASGI) post(kind int, h Handle, x, y []byte) error {
+	rc := C.wsgi_asgi_post(a.p, C.int(kind), C.uintptr_t(h), cbytes(x), C.int64_t(len(x)), cbytes(y), C.int64_t(len(y)))
+	runtime.KeepAlive(x)
+	runtime.KeepAlive(y)
+	if rc != 0 {
+		return errors.New("wsgi: out of memory posting to the event loop")
+	}
+	return nil
+}
+
+// Start starts the app on scope (a value-encoded dict, see Encoder) with
+// first (encoded, or nil) queued for the first receive().
+func (a *ASGI) Start(h Handle, scope, first []byte) (Conn, error) {
+	if err := a.post(0, h, scope, first); err != nil {
 		return Conn{}, err
 	}
-	var fb []byte
-	if first != nil {
-		if fb, err = encodeValue(nil, first, 0); err != nil {
-			return Conn{}, err
-		}
-	}
-	var e C.wsgi_error
-	p := C.wsgi_asgi_start(a.p, C.uintptr_t(h), cbytes(sb), C.int64_t(len(sb)), cbytes(fb), C.int64_t(len(fb)), &e)
-	runtime.KeepAlive(sb)
-	runtime.KeepAlive(fb)
-	if p == nil {
-		return Conn{}, takeError(&e)
-	}
-	return Conn{p: p}, nil
+	return Conn{h: h}, nil
 }
 
 // Deliver hands msg to the connection's receive().
@@ -110,27 +106,17 @@ func (a *ASGI) Deliver(c Conn, msg map[string]any) error {
 	if err != nil {
 		return err
 	}
-	var e C.wsgi_error
-	rc := C.wsgi_asgi_deliver(a.p, c.p, cbytes(b), C.int64_t(len(b)), &e)
-	runtime.KeepAlive(b)
-	if rc != 0 {
-		return takeError(&e)
-	}
-	return nil
+	return a.post(1, c.h, b, nil)
 }
 
 // Drained wakes a send() that waits for Go's queue to drain.
-func (a *ASGI) Drained(c Conn) { C.wsgi_asgi_drained(a.p, c.p) }
+func (a *ASGI) Drained(c Conn) { _ = a.post(2, c.h, nil, nil) }
 
 // Cancel cancels the connection's task.
-func (a *ASGI) Cancel(c Conn) { C.wsgi_asgi_cancel(a.p, c.p) }
+func (a *ASGI) Cancel(c Conn) { _ = a.post(3, c.h, nil, nil) }
 
-// Release drops Go's reference to the connection's Python object.
-func (c Conn) Release() {
-	if c.p != nil {
-		C.wsgi_asgi_release(c.p)
-	}
-}
+// Release is a no-op: the loop forgets a connection when its task ends.
+func (c Conn) Release() {}
 
 func cbytes(b []byte) *C.char {
 	if len(b) == 0 {

@@ -327,9 +327,17 @@ class ASGIApp:
         self.lifespan_out = None
         self.lifespan_task = None
         self.lifespan_supported = True
+        self.requests = {}  # handle -> Request, while its task runs
+        self.mailbox = None
+        self.efd = -1
+
+    def attach(self, mailbox, efd):
+        """Where Go posts requests and messages (see asgi.c)."""
+        self.mailbox, self.efd = mailbox, efd
 
     def run_loop(self):
         asyncio.set_event_loop(self.loop)
+        self.loop.add_reader(self.efd, self._take)
         try:
             self.loop.run_forever()
         finally:
@@ -346,23 +354,25 @@ class ASGIApp:
     def stop_loop(self):
         self.loop.call_soon_threadsafe(self.loop.stop)
 
-    def start(self, handle, scope, first):
-        scope["state"] = dict(self.state)
-        req = Request(handle, self.loop, first)
-        self.loop.call_soon_threadsafe(self._spawn, req, scope)
-        return req
-
-    def deliver(self, req, message):
-        self.loop.call_soon_threadsafe(req.deliver, message)
-
-    def drained(self, req):
-        self.loop.call_soon_threadsafe(req.drained)
-
-    def _spawn(self, req, scope):
-        req.task = self.loop.create_task(self._run(req, scope))
-
-    def cancel(self, req):
-        self.loop.call_soon_threadsafe(lambda: req.task is not None and req.task.cancel())
+    def _take(self):
+        """Runs what Go posted: new connections, messages for receive(),
+        drained queues, cancellations."""
+        for kind, handle, x, y in _asgi_take(self.mailbox):
+            if kind == 0:  # start
+                x["state"] = dict(self.state)
+                req = Request(handle, self.loop, y)
+                self.requests[handle] = req
+                req.task = self.loop.create_task(self._run(req, x))
+                continue
+            req = self.requests.get(handle)
+            if req is None:
+                continue  # the app has returned already
+            if kind == 1:
+                req.deliver(x)
+            elif kind == 2:
+                req.drained()
+            elif kind == 3 and req.task is not None:
+                req.task.cancel()
 
     async def _run(self, req, scope):
         current_app.set(self.app_id)
@@ -373,6 +383,8 @@ class ASGIApp:
             _asgi_done(req.handle, exc)
         else:
             _asgi_done(req.handle, None)
+        finally:
+            self.requests.pop(req.handle, None)
 
     # Lifespan: Go calls lifespan("startup") and lifespan("shutdown"),
     # blocking until the app answers.

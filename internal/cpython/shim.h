@@ -114,17 +114,12 @@ void wsgi_asgi_stop(wsgi_asgi *a);
 // status "complete", "failed" (msg says why) or "unsupported".
 int wsgi_asgi_lifespan(wsgi_asgi *a, const char *event, double timeout, char **status,
                        char **msg, wsgi_error *err);
-// Starts the app on a connection scope (value-encoded dict), with an
-// optional first message for receive(). Returns the Python request object.
-void *wsgi_asgi_start(wsgi_asgi *a, uintptr_t handle, const char *scope, int64_t scopelen,
-                      const char *first, int64_t firstlen, wsgi_error *err);
-// Hands a message (value-encoded dict) to the request's receive().
-int wsgi_asgi_deliver(wsgi_asgi *a, void *req, const char *msg, int64_t len, wsgi_error *err);
-// Wakes a send() waiting for Go's queue to drain.
-void wsgi_asgi_drained(wsgi_asgi *a, void *req);
-// Cancels the connection's task (a request timeout).
-void wsgi_asgi_cancel(wsgi_asgi *a, void *req);
-void wsgi_asgi_release(void *req);
+// Posts to the app's loop without taking the GIL (kinds: 0 start a
+// connection with scope x and first message y; 1 deliver message x to
+// receive(); 2 wake a send() waiting for Go's queue; 3 cancel the task).
+// Buffers are copied. Returns 0 or -1 (out of memory).
+int wsgi_asgi_post(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int64_t xlen,
+                   const char *y, int64_t ylen);
 
 // Finalizes Python (call on the thread that initialised it). 0 or -1.
 int wsgi_finalize(void);

@@ -26,8 +26,8 @@ type Request interface {
 
 // Host receives gohost calls and log records; see the cgo build.
 type Host interface {
-	Call(app uint64, req Request, name string, args []any) (any, error)
-	Log(app uint64, req Request, level int, logger, msg string)
+	Call(ctx context.Context, app uint64, name string, args []any) (any, error)
+	Log(ctx context.Context, app uint64, level int, logger, msg string)
 }
 
 // SetHost does nothing without cgo.
@@ -162,7 +162,7 @@ func (a *ASGI) Lifespan(event string, timeout time.Duration) (status, msg string
 type Conn struct{}
 
 // Start fails without cgo.
-func (a *ASGI) Start(h Handle, scope map[string]any, first map[string]any) (Conn, error) {
+func (a *ASGI) Start(h Handle, scope, first []byte) (Conn, error) {
 	return Conn{}, errNoCgo
 }
 

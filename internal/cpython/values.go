@@ -248,3 +248,48 @@ func appendBytes(b []byte, tag byte, p []byte) ([]byte, error) {
 	}
 	return append(appendLen(append(b, tag), len(p)), p...), nil
 }
+
+// Encoder writes a value in the gohost format directly, without building
+// maps (a dict's entry count comes first, so the caller counts).
+type Encoder struct{ B []byte }
+
+// Dict starts a dict of n entries: then n (Str key, value) pairs.
+func (e *Encoder) Dict(n int) { e.B = appendLen(append(e.B, 'm'), n) }
+
+// List starts a list of n values.
+func (e *Encoder) List(n int) { e.B = appendLen(append(e.B, 'l'), n) }
+
+// Str writes a str.
+func (e *Encoder) Str(s string) {
+	e.B = append(appendLen(append(e.B, 's'), len(s)), s...)
+}
+
+// Bytes writes bytes given as a string (no copy to []byte needed).
+func (e *Encoder) Bytes(s string) {
+	e.B = append(appendLen(append(e.B, 'b'), len(s)), s...)
+}
+
+// Int writes an int.
+func (e *Encoder) Int(v int64) { e.B = appendInt(e.B, v) }
+
+// Bool writes a bool.
+func (e *Encoder) Bool(v bool) {
+	if v {
+		e.B = append(e.B, 'T')
+	} else {
+		e.B = append(e.B, 'F')
+	}
+}
+
+// Value writes any value encodeValue accepts.
+func (e *Encoder) Value(v any) error {
+	b, err := encodeValue(e.B, v, 0)
+	if err != nil {
+		return err
+	}
+	e.B = b
+	return nil
+}
+
+// Encode encodes one value.
+func Encode(v any) ([]byte, error) { return encodeValue(nil, v, 0) }

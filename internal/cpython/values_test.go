@@ -89,3 +89,20 @@ func FuzzDecodeValue(f *testing.F) {
 		assert.Equal(t, enc, enc2)
 	})
 }
+
+func TestEncoder(t *testing.T) {
+	var e Encoder
+	e.Dict(3)
+	e.Str("a")
+	e.List(2)
+	e.Int(1)
+	e.Bool(true)
+	e.Str("b")
+	e.Bytes("raw")
+	e.Str("c")
+	require.NoError(t, e.Value(map[string]any{"x": nil}))
+	v, rest, err := decodeValue(e.B, 0)
+	require.NoError(t, err)
+	assert.Empty(t, rest)
+	assert.Equal(t, map[string]any{"a": []any{int64(1), true}, "b": []byte("raw"), "c": map[string]any{"x": nil}}, v)
+}
