@@ -139,9 +139,6 @@ func (x *asgiExchange) Send(msg map[string]any) (bool, error) {
 	ev := asgiEvent{kind: kind}
 	switch kind {
 	case "http.response.start":
-		if x.startSeen {
-			return false, errors.New("wsgi: http.response.start sent twice")
-		}
 		status, ok := msg["status"].(int64)
 		if !ok {
 			return false, cpython.BadValue(errors.New("wsgi: http.response.start: status must be an int"))
@@ -150,30 +147,19 @@ func (x *asgiExchange) Send(msg map[string]any) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		head, err := parseResponseHead(strconv.FormatInt(status, 10)+" ", fields)
-		if err != nil {
-			return false, cpython.BadValue(err)
-		}
-		ev.head = head
-		ev.trailers, _ = msg["trailers"].(bool)
-		x.startSeen, x.trailers = true, ev.trailers
+		trailers, _ := msg["trailers"].(bool)
+		return x.startLocked(status, fields, trailers)
 	case "http.response.body":
-		if !x.startSeen {
-			return false, errors.New("wsgi: http.response.body before http.response.start")
-		}
-		if x.bodyDone {
-			return false, errors.New("wsgi: http.response.body after the body ended")
-		}
+		var body []byte
 		switch b := msg["body"].(type) {
 		case nil:
 		case []byte:
-			ev.body = b
+			body = b
 		default:
 			return false, cpython.BadValue(errors.New("wsgi: http.response.body: body must be bytes"))
 		}
-		ev.more, _ = msg["more_body"].(bool)
-		x.bodyDone = !ev.more
-		x.queued += len(ev.body)
+		more, _ := msg["more_body"].(bool)
+		return x.bodyLocked(body, more, false)
 	case "http.response.trailers":
 		if !x.trailers {
 			return false, errors.New("wsgi: http.response.trailers without trailers=True in http.response.start")
@@ -204,6 +190,63 @@ func (x *asgiExchange) Send(msg map[string]any) (bool, error) {
 		return false, cpython.BadValue(fmt.Errorf("wsgi: unexpected ASGI message type %q for an http scope", kind))
 	}
 	x.events = append(x.events, ev)
+	x.signal()
+	if x.queued > asgiHighWater {
+		x.waiting = true
+		return true, nil
+	}
+	return false, nil
+}
+
+// Start implements cpython.ASGIRequest (http.response.start, fast way).
+func (x *asgiExchange) Start(status int64, fields []string, trailers bool) (bool, error) {
+	if x.gone.Load() {
+		return false, fmt.Errorf("wsgi: http.response.start: %w", cpython.ErrGone)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.startLocked(status, fields, trailers)
+}
+
+// Body implements cpython.ASGIRequest (http.response.body, fast way); p
+// is Python's memory.
+func (x *asgiExchange) Body(p []byte, more bool) (bool, error) {
+	if x.gone.Load() {
+		return false, fmt.Errorf("wsgi: http.response.body: %w", cpython.ErrGone)
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.bodyLocked(p, more, true)
+}
+
+func (x *asgiExchange) startLocked(status int64, fields []string, trailers bool) (bool, error) {
+	if x.startSeen {
+		return false, errors.New("wsgi: http.response.start sent twice")
+	}
+	head, err := parseResponseHead(strconv.FormatInt(status, 10)+" ", fields)
+	if err != nil {
+		return false, cpython.BadValue(err)
+	}
+	x.startSeen, x.trailers = true, trailers
+	x.events = append(x.events, asgiEvent{kind: "http.response.start", head: head, trailers: trailers})
+	x.signal()
+	return false, nil
+}
+
+// bodyLocked queues a body message; copy says p is not ours to keep.
+func (x *asgiExchange) bodyLocked(p []byte, more, copy bool) (bool, error) {
+	if !x.startSeen {
+		return false, errors.New("wsgi: http.response.body before http.response.start")
+	}
+	if x.bodyDone {
+		return false, errors.New("wsgi: http.response.body after the body ended")
+	}
+	if copy && len(p) > 0 {
+		p = append([]byte(nil), p...)
+	}
+	x.bodyDone = !more
+	x.queued += len(p)
+	x.events = append(x.events, asgiEvent{kind: "http.response.body", body: p, more: more})
 	x.signal()
 	if x.queued > asgiHighWater {
 		x.waiting = true

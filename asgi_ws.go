@@ -111,6 +111,15 @@ func (x *wsExchange) signal() {
 	}
 }
 
+// Start and Body: http.response.* messages are not for a WebSocket scope.
+func (x *wsExchange) Start(int64, []string, bool) (bool, error) {
+	return false, cpython.BadValue(errors.New(`wsgi: unexpected ASGI message type "http.response.start" for a websocket scope`))
+}
+
+func (x *wsExchange) Body([]byte, bool) (bool, error) {
+	return false, cpython.BadValue(errors.New(`wsgi: unexpected ASGI message type "http.response.body" for a websocket scope`))
+}
+
 // Send takes the app's messages; it runs on the loop thread.
 func (x *wsExchange) Send(msg map[string]any) (bool, error) {
 	kind, _ := msg["type"].(string)

@@ -221,20 +221,112 @@ static uintptr_t handle_arg(PyObject *o) {
 }
 
 // _asgi_send(handle, message) -> 1 when the caller must wait for drained()
+// The two messages every response sends take a direct way to Go: the
+// body's bytes are copied once, into Go's queue, instead of encoded and
+// decoded. Returns -2 when msg is not one of them.
+static int32_t send_fast(uintptr_t h, PyObject *msg, char *err, size_t errcap) {
+    static PyObject *s_type, *s_start, *s_body, *s_status, *s_headers, *s_trailers, *s_bodykey,
+        *s_more;
+    if (s_type == NULL) {
+        s_type = PyUnicode_InternFromString("type");
+        s_start = PyUnicode_InternFromString("http.response.start");
+        s_body = PyUnicode_InternFromString("http.response.body");
+        s_status = PyUnicode_InternFromString("status");
+        s_headers = PyUnicode_InternFromString("headers");
+        s_trailers = PyUnicode_InternFromString("trailers");
+        s_bodykey = PyUnicode_InternFromString("body");
+        s_more = PyUnicode_InternFromString("more_body");
+    }
+    PyObject *type = PyDict_GetItemWithError(msg, s_type);  // borrowed
+    if (type == NULL || !PyUnicode_Check(type)) return -2;
+    if (PyUnicode_Compare(type, s_body) == 0) {
+        PyObject *body = PyDict_GetItemWithError(msg, s_bodykey);
+        PyObject *more = PyDict_GetItemWithError(msg, s_more);
+        if (PyErr_Occurred()) return -2;
+        const char *p = "";
+        Py_ssize_t n = 0;
+        if (body != NULL && PyBytes_Check(body)) {
+            p = PyBytes_AS_STRING(body);
+            n = PyBytes_GET_SIZE(body);
+        } else if (body != NULL && body != Py_None) {
+            return -2;  // bytearray, memoryview...: the general way
+        }
+        int m = more != NULL && PyObject_IsTrue(more) == 1;
+        return wsgiGoASGIBody(h, (char *)p, (int64_t)n, m, err, (int64_t)errcap);
+    }
+    if (PyUnicode_Compare(type, s_start) == 0) {
+        PyObject *status = PyDict_GetItemWithError(msg, s_status);
+        PyObject *headers = PyDict_GetItemWithError(msg, s_headers);
+        PyObject *trailers = PyDict_GetItemWithError(msg, s_trailers);
+        if (PyErr_Occurred() || status == NULL || !PyLong_Check(status)) return -2;
+        long code = PyLong_AsLong(status);
+        if (code == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return -2;
+        }
+        // Headers packed as [u32 len][bytes] name, value, ...
+        buf_t b = {0};
+        int64_t nh = 0;
+        if (headers != NULL && headers != Py_None) {
+            PyObject *seq = PySequence_Fast(headers, "headers");
+            if (seq == NULL) {
+                PyErr_Clear();
+                return -2;
+            }
+            Py_ssize_t k = PySequence_Fast_GET_SIZE(seq);
+            for (Py_ssize_t i = 0; i < k; i++) {
+                PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+                PyObject *nv = PySequence_Fast(pair, "header");
+                if (nv == NULL || PySequence_Fast_GET_SIZE(nv) != 2 ||
+                    !PyBytes_Check(PySequence_Fast_GET_ITEM(nv, 0)) ||
+                    !PyBytes_Check(PySequence_Fast_GET_ITEM(nv, 1))) {
+                    Py_XDECREF(nv);
+                    Py_DECREF(seq);
+                    free(b.p);
+                    PyErr_Clear();
+                    return -2;  // the general way reports it
+                }
+                for (int j = 0; j < 2; j++) {
+                    PyObject *s = PySequence_Fast_GET_ITEM(nv, j);
+                    uint32_t len = (uint32_t)PyBytes_GET_SIZE(s);
+                    if (wsgi_buf_put(&b, &len, 4) < 0 || wsgi_buf_put(&b, PyBytes_AS_STRING(s), len) < 0) {
+                        Py_DECREF(nv);
+                        Py_DECREF(seq);
+                        free(b.p);
+                        PyErr_Clear();
+                        return -2;
+                    }
+                }
+                Py_DECREF(nv);
+                nh++;
+            }
+            Py_DECREF(seq);
+        }
+        int t = trailers != NULL && PyObject_IsTrue(trailers) == 1;
+        int32_t rc = wsgiGoASGIStart(h, (int64_t)code, b.p, (int64_t)b.n, nh, t, err, (int64_t)errcap);
+        free(b.p);
+        return rc;
+    }
+    return -2;
+}
+
 static PyObject *asgi_send(PyObject *self, PyObject *args) {
     PyObject *ho, *msg;
     if (!PyArg_ParseTuple(args, "OO!:send", &ho, &PyDict_Type, &msg)) return NULL;
     uintptr_t h = handle_arg(ho);
     if (PyErr_Occurred()) return NULL;
-    buf_t b = {0};
-    if (wsgi_encode_value(&b, msg, 0) < 0) {
-        free(b.p);
-        return NULL;
-    }
     char err[ERRBUF];
     // Go only validates and queues: quick, so the GIL stays held.
-    int32_t rc = wsgiGoASGISend(h, b.p, (int64_t)b.n, err, sizeof err);
-    free(b.p);
+    int32_t rc = send_fast(h, msg, err, sizeof err);
+    if (rc == -2) {
+        buf_t b = {0};
+        if (wsgi_encode_value(&b, msg, 0) < 0) {
+            free(b.p);
+            return NULL;
+        }
+        rc = wsgiGoASGISend(h, b.p, (int64_t)b.n, err, sizeof err);
+        free(b.p);
+    }
     switch (rc) {
     case 0:
         Py_RETURN_FALSE;

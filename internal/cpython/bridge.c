@@ -42,7 +42,7 @@ static uintptr_t current_handle(void) {
 #define MAX_DEPTH 64
 #define ERRBUF 512
 
-static int put(buf_t *b, const void *d, size_t n) {
+int wsgi_buf_put(buf_t *b, const void *d, size_t n) {
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n) cap *= 2;
@@ -59,7 +59,7 @@ static int put(buf_t *b, const void *d, size_t n) {
     return 0;
 }
 
-static int put_tag(buf_t *b, char tag) { return put(b, &tag, 1); }
+static int put_tag(buf_t *b, char tag) { return wsgi_buf_put(b, &tag, 1); }
 
 static int put_u32(buf_t *b, Py_ssize_t n) {
     if (n < 0 || (uint64_t)n > UINT32_MAX) {
@@ -67,12 +67,12 @@ static int put_u32(buf_t *b, Py_ssize_t n) {
         return -1;
     }
     uint32_t v = (uint32_t)n;
-    return put(b, &v, 4);
+    return wsgi_buf_put(b, &v, 4);
 }
 
 static int put_bytes(buf_t *b, char tag, const char *p, Py_ssize_t n) {
     if (put_tag(b, tag) < 0 || put_u32(b, n) < 0) return -1;
-    return put(b, p, (size_t)n);
+    return wsgi_buf_put(b, p, (size_t)n);
 }
 
 int wsgi_encode_value(buf_t *b, PyObject *o, int depth) {
@@ -92,12 +92,12 @@ int wsgi_encode_value(buf_t *b, PyObject *o, int depth) {
         if (v == -1 && PyErr_Occurred()) return -1;
         int64_t v64 = v;
         if (put_tag(b, 'i') < 0) return -1;
-        return put(b, &v64, 8);
+        return wsgi_buf_put(b, &v64, 8);
     }
     if (PyFloat_Check(o)) {
         double d = PyFloat_AS_DOUBLE(o);
         if (put_tag(b, 'd') < 0) return -1;
-        return put(b, &d, 8);
+        return wsgi_buf_put(b, &d, 8);
     }
     if (PyUnicode_Check(o)) {
         Py_ssize_t n;

@@ -273,6 +273,10 @@ type ASGIRequest interface {
 	// must wait for Drained before sending more. Errors raise in the app:
 	// ErrGone as OSError, ErrBadValue as ValueError, others RuntimeError.
 	Send(msg map[string]any) (wait bool, err error)
+	// Start and Body are Send for http.response.start (headers as name,
+	// value, ...) and http.response.body (p is Python's memory: copy it).
+	Start(status int64, headers []string, trailers bool) (wait bool, err error)
+	Body(p []byte, more bool) (wait bool, err error)
 	// Want says a receive() is waiting for a message.
 	Want()
 	// Done says the app returned (exc nil) or raised.
@@ -308,6 +312,11 @@ func wsgiGoASGISend(h C.uintptr_t, p *C.char, n C.int64_t, errbuf *C.char, errca
 		return 3
 	}
 	wait, err := req.Send(msg)
+	return sendResult(wait, err, errbuf, errcap)
+}
+
+// sendResult maps Send's outcome to asgi_send's codes.
+func sendResult(wait bool, err error, errbuf *C.char, errcap C.int64_t) C.int32_t {
 	if err != nil {
 		setErr(errbuf, errcap, err.Error())
 		switch {
@@ -322,6 +331,55 @@ func wsgiGoASGISend(h C.uintptr_t, p *C.char, n C.int64_t, errbuf *C.char, errca
 		return 1
 	}
 	return 0
+}
+
+//export wsgiGoASGIStart
+func wsgiGoASGIStart(h C.uintptr_t, status C.int64_t, p *C.char, n C.int64_t, nh C.int64_t, trailers C.int,
+	errbuf *C.char, errcap C.int64_t) (rc C.int32_t) {
+	defer func() {
+		if r := recover(); r != nil {
+			rc = 4
+			setErr(errbuf, errcap, panicMessage("send", r))
+		}
+	}()
+	req := lookupASGI(h)
+	if req == nil {
+		setErr(errbuf, errcap, "wsgi: send() after the connection ended")
+		return 2
+	}
+	packed := C.GoStringN(p, C.int(n))
+	fields := make([]string, 0, 2*int(nh))
+	for len(packed) >= 4 {
+		k := int(uint32(packed[0]) | uint32(packed[1])<<8 | uint32(packed[2])<<16 | uint32(packed[3])<<24)
+		if k > len(packed)-4 {
+			break
+		}
+		fields = append(fields, packed[4:4+k])
+		packed = packed[4+k:]
+	}
+	wait, err := req.Start(int64(status), fields, trailers != 0)
+	return sendResult(wait, err, errbuf, errcap)
+}
+
+//export wsgiGoASGIBody
+func wsgiGoASGIBody(h C.uintptr_t, p *C.char, n C.int64_t, more C.int, errbuf *C.char, errcap C.int64_t) (rc C.int32_t) {
+	defer func() {
+		if r := recover(); r != nil {
+			rc = 4
+			setErr(errbuf, errcap, panicMessage("send", r))
+		}
+	}()
+	req := lookupASGI(h)
+	if req == nil {
+		setErr(errbuf, errcap, "wsgi: send() after the connection ended")
+		return 2
+	}
+	var b []byte
+	if n > 0 {
+		b = unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
+	}
+	wait, err := req.Body(b, more != 0)
+	return sendResult(wait, err, errbuf, errcap)
 }
 
 //export wsgiGoASGIWant

@@ -24,6 +24,7 @@ typedef struct {
 } buf_t;
 
 int wsgi_encode_value(buf_t *b, PyObject *o, int depth);
+int wsgi_buf_put(buf_t *b, const void *d, size_t n);
 PyObject *wsgi_decode_value(const char **p, const char *end, int depth);
 
 #include "shim.h"

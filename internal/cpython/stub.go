@@ -130,6 +130,8 @@ func Eval(src string) (string, error) { return "", errNoCgo }
 // ASGIRequest is the Go side of an ASGI connection; see the cgo build.
 type ASGIRequest interface {
 	Send(msg map[string]any) (wait bool, err error)
+	Start(status int64, headers []string, trailers bool) (wait bool, err error)
+	Body(p []byte, more bool) (wait bool, err error)
 	Want()
 	Done(exc *Exception)
 	Context() context.Context
