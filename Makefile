@@ -19,7 +19,7 @@ DEBS := python3-dev pkg-config gcc python3-flask python3-django python3-falcon \
 	python3-bottle python3-pyramid python3-uvloop python3-starlette python3-fastapi python3-quart
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench build clean
+.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-install build clean soak
 
 # The demo of examples/: a Flask app at /flask/ and a Django app at
 # /django/ (see examples/README.md).
@@ -89,8 +89,39 @@ browser-test: deps
 	}
 	WSGI_BROWSER_TEST=1 $(GO) test -count=1 -run Browser ./examples/...
 
-bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 .
+# Side by side over HTTP (bench/): cmd/wsgi, a Go net/http handler doing
+# the same work, gunicorn, uWSGI, waitress, mod_wsgi and uvicorn, each
+# pinned to CPU 0 with wrk on CPU 1; writes bench/results.md and
+# bench/results.png. BENCHFLAGS passes flags, e.g. BENCHFLAGS='-d 1s -reps 1'.
+BENCH_DEBS := gunicorn uwsgi-core uwsgi-plugin-python3 python3-waitress apache2 libapache2-mod-wsgi-py3 \
+	python3-uvicorn python3-httptools python3-uvloop python3-flask python3-django python3-starlette \
+	python3-fastapi wrk util-linux
+BENCHFLAGS ?=
+
+bench: deps bench-install build
+	$(GO) build -o bin/bench ./bench
+	./bin/bench -wsgi bin/wsgi $(BENCHFLAGS)
+
+# The peers' Debian packages, installed only when one is missing; a peer
+# that still cannot run is reported n/a by the benchmark.
+bench-install:
+	@missing=$$(for p in $(BENCH_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing || \
+		echo "bench-install: some packages could not be installed; their servers will be n/a"; \
+	fi
+
+# Soak and fault runs (soak/main.go): millions of requests, error paths,
+# 16 MiB uploads, client resets and slow clients against an in-process
+# server on loopback; about 7 minutes on 2 cores, bounded by SOAK_TIMEOUT.
+# SOAK_FLAGS="-scale 0.01" runs a short version, "-only upload" one run.
+SOAK_TIMEOUT ?= 25m
+SOAK_FLAGS ?=
+soak: deps
+	$(GO) build -o bin/soak ./soak
+	./bin/soak -timeout $(SOAK_TIMEOUT) $(SOAK_FLAGS)
 
 clean:
 	rm -rf bin

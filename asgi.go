@@ -105,22 +105,23 @@ type asgiExchange struct {
 	gone      atomic.Bool // client left or response over: send() raises
 
 	// Owned by the request goroutine.
-	ctrl     *http.ResponseController
-	head     responseHead
-	sent     bool
-	noBody   bool
-	written  int64
-	cut      bool
-	werr     error
-	reading  bool  // a body read is in flight
-	bodyEOF  bool  // the whole body was delivered
-	bodyRead int64 // body bytes delivered
-	stalled  bool  // the body read timed out
-	duplex   bool  // full duplex was enabled
-	bodyCh   chan bodyChunk
-	finished bool // the response was completed
-	done     bool // the app returned
-	exc      *cpython.Exception
+	ctrl      *http.ResponseController
+	head      responseHead
+	sent      bool
+	noBody    bool
+	written   int64
+	cut       bool
+	werr      error
+	reading   bool  // a body read is in flight
+	bodyEOF   bool  // the whole body was delivered
+	bodyRead  int64 // body bytes delivered
+	stalled   bool  // the body read timed out
+	cancelled bool  // the request's context ended while a body read was in flight
+	duplex    bool  // full duplex was enabled
+	bodyCh    chan bodyChunk
+	finished  bool // the response was completed
+	done      bool // the app returned
+	exc       *cpython.Exception
 }
 
 type bodyChunk struct {
@@ -357,12 +358,8 @@ func (x *asgiExchange) settleBody() bool {
 	if x.r.ContentLength >= 0 && x.r.ContentLength-x.bodyRead > maxDrain {
 		return true // net/http closes the connection cleanly
 	}
-	n, err := io.CopyN(io.Discard, x.r.Body, maxDrain+1)
-	if err == io.EOF && n <= maxDrain {
-		return true
-	}
-	_ = x.flush()
-	return false
+	lo := leftover{src: x.r.Body, ctrl: x.controller(), timeout: x.h.cfg.bodyReadTimeout}
+	return lo.drain()
 }
 
 // serve handles the app's messages until it has returned.
@@ -382,10 +379,21 @@ func (x *asgiExchange) serve() (abort bool) {
 		case c := <-x.bodyCh:
 			x.reading = false
 			x.deliverBody(c)
+			if x.cancelled && !x.stalled && x.werr == nil {
+				x.clientGone()
+				graceTimer = time.After(disconnectGrace)
+			}
 		case <-ctxDone:
 			ctxDone = nil
-			x.gone.Store(true)
-			x.werr = errClientGone
+			if x.reading {
+				// A body read that fails (a read deadline, say) cancels
+				// the request's context too: let the read's own result
+				// say what happened, which may be a stall, not a client
+				// gone.
+				x.cancelled = true
+				break
+			}
+			x.clientGone()
 			graceTimer = time.After(disconnectGrace)
 		case <-graceTimer:
 			x.h.cfg.logger.Warn("wsgi: the ASGI app kept running after the client left; not waiting for it",
@@ -395,6 +403,12 @@ func (x *asgiExchange) serve() (abort bool) {
 		x.step()
 	}
 	return x.finish()
+}
+
+// clientGone records that the client left: send() raises from now on.
+func (x *asgiExchange) clientGone() {
+	x.gone.Store(true)
+	x.werr = errClientGone
 }
 
 // timedOut ends a request past RequestTimeout: 504 (or a cut response),
@@ -449,6 +463,7 @@ func (x *asgiExchange) answerWants() {
 	if !x.bodyEOF && x.werr == nil {
 		if !x.reading {
 			x.reading = true
+			x.controller() // made here: readBody uses it from its goroutine
 			go x.readBody()
 		}
 		return
@@ -468,11 +483,11 @@ func (x *asgiExchange) readBody() {
 	buf := make([]byte, asgiReadSize)
 	t := x.h.cfg.bodyReadTimeout
 	if t > 0 {
-		_ = x.controller().SetReadDeadline(time.Now().Add(t))
+		_ = x.ctrl.SetReadDeadline(time.Now().Add(t))
 	}
 	n, err := io.ReadAtLeast(x.r.Body, buf, 1)
 	if t > 0 {
-		_ = x.controller().SetReadDeadline(time.Time{})
+		_ = x.ctrl.SetReadDeadline(time.Time{})
 	}
 	x.bodyCh <- bodyChunk{data: buf[:n], err: err}
 }

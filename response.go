@@ -244,26 +244,40 @@ func (x *exchange) sendHead() {
 // limit for handlers without full duplex).
 const maxDrain = 256 << 10
 
-// drainBody reads what the app left of the body when full duplex was on
-// (net/http then leaves it to the handler). It reports false when the
-// rest is too big: the connection must then be closed.
-func (x *exchange) drainBody() bool {
+// leftover is what the app left of a request body in full-duplex mode,
+// where net/http leaves it to the handler. It is read and dropped after the
+// request has given its Python thread back, so that a client that stalls
+// mid-body holds a connection, not a thread.
+type leftover struct {
+	src     io.Reader
+	ctrl    *http.ResponseController
+	timeout time.Duration // Options.BodyReadTimeout; 0: none
+}
+
+// leftover reports what must be drained, or nil.
+func (x *exchange) leftover() *leftover {
 	if !x.duplex || x.body.eof || x.body.err != nil {
-		return true
+		return nil
 	}
 	if x.body.left > maxDrain {
 		// net/http does not read a declared remainder this big: it closes
 		// the connection after the response, cleanly.
-		return true
+		return nil
 	}
-	n, err := io.CopyN(io.Discard, x.body.src, maxDrain+1)
-	if err == io.EOF && n <= maxDrain {
-		x.body.eof = true
-		return true
+	return &leftover{src: x.body.src, ctrl: x.controller(), timeout: x.h.cfg.bodyReadTimeout}
+}
+
+// drain sends the response, then reads up to maxDrain bytes of the rest of
+// the body. It reports false when the connection must be closed instead
+// (more than that, or the client stalled).
+func (l *leftover) drain() bool {
+	_ = l.ctrl.Flush() // the client has its answer whatever happens next
+	if l.timeout > 0 {
+		_ = l.ctrl.SetReadDeadline(time.Now().Add(l.timeout))
+		defer func() { _ = l.ctrl.SetReadDeadline(time.Time{}) }()
 	}
-	// Send what is buffered before the connection is cut.
-	_ = x.flush()
-	return false
+	n, err := io.CopyN(io.Discard, l.src, maxDrain+1)
+	return err == io.EOF && n <= maxDrain
 }
 
 // setLengthIfUnset declares a Content-Length for a body known in full

@@ -166,18 +166,22 @@ func (b *guardedBody) timeOut(ctrl *http.ResponseController) {
 // its own and answers 504 when it takes longer than the request timeout.
 // It owns env, the slot and the request's in-flight count, and gives them
 // back when Python is done, which may be after ServeHTTP returned.
-func (h *Handler) runWithTimeout(w http.ResponseWriter, r *http.Request, env *environ) (abort bool) {
+func (h *Handler) runWithTimeout(w http.ResponseWriter, r *http.Request, env *environ) (abort bool, lo *leftover) {
 	gw := newGuardedWriter(w)
 	body := &guardedBody{r: r.Body}
 	r2 := r.WithContext(r.Context())
 	r2.Body = io.NopCloser(body)
-	done := make(chan bool, 1)
+	type result struct {
+		abort bool
+		lo    *leftover
+	}
+	done := make(chan result, 1)
 	var ident atomic.Uint64 // the Python thread of the request, for the interrupt
 	var timedOut atomic.Bool
 	h.inflight.Add(1) // the goroutine's own hold, released when Python is done
 	go func() {
 		defer h.inflight.Done()
-		abort := h.run(gw, r2, env.bytes(), &ident)
+		abort, lo := h.run(gw, r2, env.bytes(), &ident)
 		if timedOut.Load() {
 			// Python finished after all: clear a pending interrupt so
 			// that it cannot hit the thread's next request.
@@ -186,13 +190,13 @@ func (h *Handler) runWithTimeout(w http.ResponseWriter, r *http.Request, env *en
 		}
 		h.envs.Put(env)
 		<-h.slots
-		done <- abort
+		done <- result{abort, lo}
 	}()
 	timer := time.NewTimer(h.cfg.requestTimeout)
 	defer timer.Stop()
 	select {
-	case abort := <-done:
-		return abort
+	case res := <-done:
+		return res.abort, res.lo
 	case <-timer.C:
 	}
 	timedOut.Store(true)
@@ -205,9 +209,9 @@ func (h *Handler) runWithTimeout(w http.ResponseWriter, r *http.Request, env *en
 	h.cfg.logger.Error("wsgi: request timed out; Python was interrupted and keeps its thread until it returns",
 		"timeout", h.cfg.requestTimeout, "method", r.Method, "path", r.URL.Path)
 	if wrote {
-		return true // the response started: cut it
+		return true, nil // the response started: cut it
 	}
 	w.Header().Set("Connection", "close")
 	plainError(w, http.StatusGatewayTimeout, "request timed out")
-	return false
+	return false, nil
 }

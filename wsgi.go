@@ -217,6 +217,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.inflight.Done()
 	h.requests.Add(1)
+	if len(r.TransferEncoding) > 0 {
+		// A chunked body is how a Content-Length + Transfer-Encoding
+		// smuggling attempt arrives (net/http drops the Content-Length
+		// without saying so): never serve another request on this
+		// connection, whatever was pipelined behind it.
+		w.Header().Set("Connection", "close")
+	}
 	if h.cfg.accessLog {
 		a := &accessWriter{ResponseWriter: w}
 		defer h.logAccess(a, r, time.Now())
@@ -265,13 +272,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var abort bool
+	var lo *leftover
 	if h.cfg.requestTimeout > 0 {
-		abort = h.runWithTimeout(w, r, env) // gives env and the slot back itself
+		abort, lo = h.runWithTimeout(w, r, env) // gives env and the slot back itself
 	} else {
 		func() {
 			defer func() { h.envs.Put(env); <-h.slots }() // even if our own code panics
-			abort = h.run(w, r, env.bytes(), nil)
+			abort, lo = h.run(w, r, env.bytes(), nil)
 		}()
+	}
+	if lo != nil && !lo.drain() {
+		abort = true
 	}
 	if abort {
 		// Tell net/http to drop the connection so the client sees the
@@ -303,12 +314,14 @@ func (h *Handler) acquire(ctx context.Context) bool {
 // connection must be aborted.
 // ident, when not nil, receives the Python thread's identifier (for an
 // interrupt).
-func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, ident *atomic.Uint64) (abort bool) {
+// The body the app left unread is returned in lo, to be drained once the
+// request has given its thread back.
+func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, ident *atomic.Uint64) (abort bool, lo *leftover) {
 	g := h.current()
 	defer g.unref()
 	if g.app == nil { // the last reload failed
 		h.internalError(w, g.err)
-		return false
+		return false, nil
 	}
 	x := h.exchanges.Get().(*exchange)
 	x.reset(h, w, r)
@@ -332,10 +345,10 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, ident 
 	}()
 	st := g.app.Start(&call, handle, env, *bufp)
 	abort = x.serve(&call, st, *bufp)
-	if !abort && !x.drainBody() {
-		abort = true
+	if !abort {
+		lo = x.leftover()
 	}
-	return abort
+	return abort, lo
 }
 
 // internalError answers 500, with the traceback when Debug is on.

@@ -228,12 +228,14 @@ static int pack_latin1(PyObject *s, size_t *off, const char *what) {
 typedef struct {
     PyObject_HEAD
     uintptr_t h;
-    PyObject *write;  // bound write(), made on the first start_response
+    unsigned long owner;  // the request's thread: the only one that may call
+    PyObject *write;      // bound write(), made on the first start_response
 } responder;
 
 typedef struct {
     PyObject_HEAD
     uintptr_t h;
+    unsigned long owner;
 } handle_obj;  // wsgi.input and wsgi.errors
 
 #define ERRBUF 512
@@ -243,10 +245,21 @@ static PyObject *raise_ended(const char *what) {
     return NULL;
 }
 
+// The request's objects serve its own thread only: the Go side of a
+// request is not safe for concurrent use, and another thread of the app
+// could otherwise write into the response while the request does.
+#define CHECK_OWNER(obj, what)                                                           \
+    if ((obj)->owner != PyThread_get_thread_ident()) {                                  \
+        PyErr_Format(PyExc_RuntimeError,                                                 \
+                     "wsgi: %s may only be used by the thread serving the request", what); \
+        return NULL;                                                                     \
+    }
+
 // write(data): sends data now, with the GIL released while Go writes.
 static PyObject *responder_write(PyObject *self, PyObject *data) {
     responder *r = (responder *)self;
     if (r->h == 0) return raise_ended("write()");
+    CHECK_OWNER(r, "write()")
     if (!PyBytes_Check(data)) {
         PyErr_Format(PyExc_TypeError, "wsgi: write() argument must be bytes, not %.200s",
                      Py_TYPE(data)->tp_name);
@@ -295,6 +308,7 @@ static PyObject *responder_start(PyObject *self, PyObject *args, PyObject *kw) {
                                      &headers, &exc_info))
         return NULL;
     if (r->h == 0) return raise_ended("start_response()");
+    CHECK_OWNER(r, "start_response()")
     if (!PyList_Check(headers)) {
         PyErr_Format(PyExc_TypeError, "wsgi: response_headers must be a list, not %.200s",
                      Py_TYPE(headers)->tp_name);
@@ -388,6 +402,7 @@ static int size_arg(PyObject *args, Py_ssize_t *n) {
 
 static PyObject *input_op(handle_obj *in, int op, Py_ssize_t n) {
     if (in->h == 0) return raise_ended("wsgi.input");
+    CHECK_OWNER(in, "wsgi.input")
     char err[ERRBUF];
     int64_t got;
     uintptr_t h = in->h;
@@ -496,6 +511,7 @@ static PyType_Spec input_spec = {
 static PyObject *errors_write(PyObject *self, PyObject *s) {
     handle_obj *e = (handle_obj *)self;
     if (e->h == 0) return raise_ended("wsgi.errors");
+    CHECK_OWNER(e, "wsgi.errors")
     if (!PyUnicode_Check(s)) {
         PyErr_Format(PyExc_TypeError, "write() argument must be str, not %.200s",
                      Py_TYPE(s)->tp_name);
@@ -853,6 +869,7 @@ static handle_obj *new_handle_obj(PyTypeObject *t, uintptr_t h) {
     handle_obj *o = PyObject_New(handle_obj, t);
     if (o != NULL) {
         o->h = h;  // PyObject_New took a reference to the heap type
+        o->owner = PyThread_get_thread_ident();
     }
     return o;
 }
@@ -986,6 +1003,7 @@ void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env, int64_t en
     req->resp = PyObject_New(responder, responder_t);
     if (req->resp == NULL) goto error;
     req->resp->h = handle;
+    req->resp->owner = PyThread_get_thread_ident();
     req->resp->write = NULL;
     req->input = new_handle_obj(input_t, handle);
     req->errors = new_handle_obj(errors_t, handle);
