@@ -793,6 +793,14 @@ func (s *server) slow(ctx context.Context, r *result, dur time.Duration, counts 
 				}
 				for ctx.Err() == nil {
 					s.slowConn(ctx, slowKind(kind), &st)
+					// A slow client comes back, but not in a tight loop:
+					// once the server answers at once (an unread body),
+					// reconnecting without a pause only measures how
+					// fast the kernel recycles loopback connections.
+					select {
+					case <-time.After(50 * time.Millisecond):
+					case <-ctx.Done():
+					}
 				}
 			})
 		}
