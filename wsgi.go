@@ -179,6 +179,14 @@ func (h *Handler) free() {
 // Name is the app's name, as in log records.
 func (h *Handler) Name() string { return h.cfg.name }
 
+// Protocol is "wsgi" or "asgi": how the app is served.
+func (h *Handler) Protocol() string {
+	if h.isASGI {
+		return "asgi"
+	}
+	return "wsgi"
+}
+
 // Prefix is the URL path the app is mounted at ("" for the root).
 func (h *Handler) Prefix() string { return h.cfg.prefix }
 

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -200,6 +201,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		logLoadError(logger, stderr, f.logFormat == "json", err)
 		return exitFail
 	}
+	tuneForASGI(h)
 	app := f.app
 	if app == "" {
 		app = f.module
@@ -236,6 +238,7 @@ func runConfig(ctx context.Context, f *flags, stderr io.Writer) int {
 		logLoadError(logger, stderr, format == "json", err)
 		return exitFail
 	}
+	tuneForASGI(srv.Handlers()...)
 	for _, a := range cfg.Apps {
 		prefix := a.Prefix
 		if prefix == "" {
@@ -410,4 +413,18 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// tuneForASGI gives the Go scheduler a second P when an ASGI app is served
+// on a single CPU (taskset, a 1-CPU container): the event loop's thread
+// calls into Go for every message and must not wait for the only P, which
+// the network goroutines hold. Measured pinned to one core: ASGI hello
+// +25% req/s; WSGI apps lose with it (-17%), so only for ASGI.
+func tuneForASGI(hs ...*wsgi.Handler) {
+	for _, h := range hs {
+		if h.Protocol() == "asgi" && runtime.GOMAXPROCS(0) < 2 {
+			runtime.GOMAXPROCS(2)
+			return
+		}
+	}
 }
