@@ -45,8 +45,13 @@ func (b *bodyReader) read(n int64) ([]byte, error) {
 	}
 	for !b.eof && (n < 0 || int64(b.buffered()) < n) {
 		want := minFill
-		if n > 0 {
+		switch {
+		case n > 0:
 			want = int(min(n-int64(b.buffered()), maxFill))
+		case b.left > 0:
+			// All of a declared body: room for it at once, rather than a
+			// buffer doubled from 4 KiB.
+			want = int(min(b.left, maxFill))
 		}
 		if err := b.fill(want); err != nil {
 			return nil, err
@@ -97,6 +102,12 @@ func (b *bodyReader) take(k int) []byte {
 func (b *bodyReader) fill(want int) error {
 	if b.err != nil {
 		return b.err
+	}
+	if b.left == 0 {
+		// The whole declared body is in: that is the end, without a
+		// read (or a buffer) to find out.
+		b.eof = true
+		return nil
 	}
 	want = max(want, minFill)
 	if b.left >= 0 {
