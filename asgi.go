@@ -1,7 +1,6 @@
 package wsgi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,8 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gowsgi/wsgi/internal/cpython"
@@ -86,23 +83,13 @@ type asgiEvent struct {
 
 // asgiExchange is one HTTP request served by an ASGI app.
 type asgiExchange struct {
-	h    *Handler
-	a    *cpython.ASGI
-	w    http.ResponseWriter
-	r    *http.Request
-	conn cpython.Conn
+	loopConn
 
-	// Filled by the loop thread (Send, Want, Done), drained by serve.
-	mu        sync.Mutex
+	// Filled by the loop thread (Send, Done), under mu; drained by serve.
 	events    []asgiEvent
-	wants     int
-	queued    int  // body bytes queued
-	waiting   bool // a send() waits for Drained
 	startSeen bool
 	bodyDone  bool
 	trailers  bool
-	notify    chan struct{}
-	gone      atomic.Bool // client left or response over: send() raises
 
 	// Owned by the request goroutine.
 	ctrl      *http.ResponseController
@@ -192,11 +179,7 @@ func (x *asgiExchange) Send(msg map[string]any) (bool, error) {
 	}
 	x.events = append(x.events, ev)
 	x.signal()
-	if x.queued > asgiHighWater {
-		x.waiting = true
-		return true, nil
-	}
-	return false, nil
+	return x.waiting, nil
 }
 
 // Start implements cpython.ASGIRequest (http.response.start, fast way).
@@ -246,14 +229,9 @@ func (x *asgiExchange) bodyLocked(p []byte, more, copy bool) (bool, error) {
 		p = append([]byte(nil), p...)
 	}
 	x.bodyDone = !more
-	x.queued += len(p)
 	x.events = append(x.events, asgiEvent{kind: "http.response.body", body: p, more: more})
 	x.signal()
-	if x.queued > asgiHighWater {
-		x.waiting = true
-		return true, nil
-	}
-	return false, nil
+	return x.queueLocked(len(p)), nil
 }
 
 // headerFields flattens ASGI headers ([[name, value], ...] of bytes).
@@ -281,17 +259,6 @@ func headerFields(v any) ([]string, error) {
 	return fields, nil
 }
 
-// Context implements cpython.ASGIRequest.
-func (x *asgiExchange) Context() context.Context { return x.r.Context() }
-
-// Want implements cpython.ASGIRequest: a receive() waits.
-func (x *asgiExchange) Want() {
-	x.mu.Lock()
-	x.wants++
-	x.signal()
-	x.mu.Unlock()
-}
-
 // Done implements cpython.ASGIRequest: the app returned or raised.
 func (x *asgiExchange) Done(exc *cpython.Exception) {
 	x.mu.Lock()
@@ -300,17 +267,10 @@ func (x *asgiExchange) Done(exc *cpython.Exception) {
 	x.mu.Unlock()
 }
 
-func (x *asgiExchange) signal() {
-	select {
-	case x.notify <- struct{}{}:
-	default:
-	}
-}
-
 // serveASGI runs an HTTP request through the ASGI app. It reports whether
 // the connection must be aborted.
 func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) (abort bool) {
-	x := &asgiExchange{h: h, a: g.asgi, w: w, r: r, notify: make(chan struct{}, 1), bodyCh: make(chan bodyChunk, 1)}
+	x := &asgiExchange{loopConn: newLoopConn(h, g.asgi, w, r), bodyCh: make(chan bodyChunk, 1)}
 	var first []byte
 	if r.ContentLength == 0 {
 		first = emptyRequestMessage
@@ -441,17 +401,7 @@ func (x *asgiExchange) step() {
 			x.werr = err
 		}
 	}
-	x.mu.Lock()
-	wants := x.wants
-	drained := x.waiting && x.queued < asgiHighWater/2
-	if drained {
-		x.waiting = false
-	}
-	x.mu.Unlock()
-	if drained {
-		x.a.Drained(x.conn)
-	}
-	if wants > 0 {
+	if x.pendingWants() > 0 {
 		x.answerWants()
 	}
 }
@@ -469,15 +419,11 @@ func (x *asgiExchange) answerWants() {
 		return
 	}
 	if x.werr != nil || x.finished {
-		x.mu.Lock()
-		n := x.wants
-		x.wants = 0
-		x.mu.Unlock()
-		for range n {
-			_ = x.a.Deliver(x.conn, map[string]any{"type": "http.disconnect"})
-		}
+		x.answerAll(httpDisconnect)
 	}
 }
+
+var httpDisconnect = map[string]any{"type": "http.disconnect"}
 
 func (x *asgiExchange) readBody() {
 	buf := make([]byte, asgiReadSize)
@@ -493,9 +439,7 @@ func (x *asgiExchange) readBody() {
 }
 
 func (x *asgiExchange) deliverBody(c bodyChunk) {
-	x.mu.Lock()
-	x.wants--
-	x.mu.Unlock()
+	x.tookWant()
 	x.bodyRead += int64(len(c.data))
 	if c.err != nil && !errors.Is(c.err, io.EOF) {
 		// A reset, a stall or an oversized body: to the app, the client
@@ -505,7 +449,7 @@ func (x *asgiExchange) deliverBody(c bodyChunk) {
 		x.bodyEOF = true
 		x.werr = errClientGone
 		x.gone.Store(true)
-		_ = x.a.Deliver(x.conn, map[string]any{"type": "http.disconnect"})
+		_ = x.a.Deliver(x.conn, httpDisconnect)
 		return
 	}
 	x.bodyEOF = c.err != nil || (x.r.ContentLength >= 0 && x.bodyRead >= x.r.ContentLength)
@@ -522,10 +466,8 @@ func (x *asgiExchange) handle(ev asgiEvent) {
 		}
 		x.sendHead()
 	case "http.response.body":
-		x.mu.Lock()
-		x.queued -= len(ev.body)
-		x.mu.Unlock()
 		x.writeBody(ev.body)
+		x.wroteOut(len(ev.body))
 		if !ev.more && !x.trailers {
 			x.finished = true
 		}
@@ -914,17 +856,7 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
 		plainError(w, status, http.StatusText(status))
 		return
 	}
-	if max := h.cfg.maxBodyBytes; max > 0 {
-		if r.ContentLength > max {
-			plainError(w, http.StatusRequestEntityTooLarge, "request body too large")
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
-	}
-	if !h.acquire(r.Context()) {
-		h.cfg.logger.Warn("wsgi: no request slot free in time; answering 503",
-			"queue_timeout", h.cfg.queueTimeout, "threads", h.cfg.threads, "context", r.Context().Err())
-		unavailable(w, "wsgi: server busy")
+	if !h.admit(w, r) {
 		return
 	}
 	g := h.current()

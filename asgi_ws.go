@@ -1,14 +1,11 @@
 package wsgi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -63,22 +60,13 @@ type wsIncoming struct {
 
 // wsExchange is one WebSocket connection served by an ASGI app.
 type wsExchange struct {
-	h    *Handler
-	a    *cpython.ASGI
-	w    http.ResponseWriter
-	r    *http.Request
-	conn cpython.Conn
+	loopConn
 
-	mu       sync.Mutex
+	// Filled by the loop thread (Send, Done), under mu.
 	events   []wsEvent
-	wants    int
 	accepted bool // websocket.accept seen
 	denying  bool // websocket.http.response.start seen
 	closed   bool // websocket.close seen
-	queued   int  // bytes of websocket.send not yet written
-	waiting  bool // a send() waits for Drained
-	notify   chan struct{}
-	gone     atomic.Bool
 
 	ws       *websocket.Conn
 	in       chan wsIncoming
@@ -88,27 +76,11 @@ type wsExchange struct {
 	exc      *cpython.Exception
 }
 
-func (x *wsExchange) Context() context.Context { return x.r.Context() }
-
-func (x *wsExchange) Want() {
-	x.mu.Lock()
-	x.wants++
-	x.signal()
-	x.mu.Unlock()
-}
-
 func (x *wsExchange) Done(exc *cpython.Exception) {
 	x.mu.Lock()
 	x.events = append(x.events, wsEvent{kind: "done", exc: exc})
 	x.signal()
 	x.mu.Unlock()
-}
-
-func (x *wsExchange) signal() {
-	select {
-	case x.notify <- struct{}{}:
-	default:
-	}
 }
 
 // Start and Body: http.response.* messages are not for a WebSocket scope.
@@ -202,11 +174,7 @@ func (x *wsExchange) Send(msg map[string]any) (bool, error) {
 	x.signal()
 	if kind == "websocket.send" {
 		// Backpressure: a slow client makes send() wait, as for HTTP.
-		x.queued += len(ev.data)
-		if x.queued > asgiHighWater {
-			x.waiting = true
-			return true, nil
-		}
+		return x.queueLocked(len(ev.data)), nil
 	}
 	return false, nil
 }
@@ -228,7 +196,7 @@ func requestSubprotocols(r *http.Request) []string {
 var connectMessage = mustEncode(map[string]any{"type": "websocket.connect"})
 
 func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) {
-	x := &wsExchange{h: h, a: g.asgi, w: w, r: r, notify: make(chan struct{}, 1), in: make(chan wsIncoming)}
+	x := &wsExchange{loopConn: newLoopConn(h, g.asgi, w, r), in: make(chan wsIncoming)}
 	handle := cpython.Register(cpython.ASGIRequest(x))
 	defer handle.Release()
 	conn, err := g.asgi.Start(handle, scope, connectMessage)
@@ -246,10 +214,7 @@ func (x *wsExchange) serve() {
 	ctxDone := x.r.Context().Done()
 	for !x.done {
 		var in chan wsIncoming
-		x.mu.Lock()
-		wants := x.wants
-		x.mu.Unlock()
-		if wants > 0 && x.ws != nil && !x.finished {
+		if x.pendingWants() > 0 && x.ws != nil && !x.finished {
 			in = x.in
 		}
 		select {
@@ -278,17 +243,7 @@ func (x *wsExchange) step() {
 	for _, ev := range events {
 		x.handle(ev)
 	}
-	x.mu.Lock()
-	wants := x.wants
-	drained := x.waiting && x.queued < asgiHighWater/2
-	if drained {
-		x.waiting = false
-	}
-	x.mu.Unlock()
-	if drained {
-		x.a.Drained(x.conn)
-	}
-	if wants > 0 && x.finished {
+	if x.finished && x.pendingWants() > 0 {
 		x.disconnect(1000)
 	}
 }
@@ -305,9 +260,7 @@ func (x *wsExchange) deliver(m wsIncoming) {
 		x.disconnect(code)
 		return
 	}
-	x.mu.Lock()
-	x.wants--
-	x.mu.Unlock()
+	x.tookWant()
 	msg := map[string]any{"type": "websocket.receive"}
 	if m.typ == websocket.MessageText {
 		msg["text"] = string(m.data)
@@ -321,13 +274,7 @@ func (x *wsExchange) deliver(m wsIncoming) {
 // later sends raise OSError.
 func (x *wsExchange) disconnect(code int) {
 	x.gone.Store(true)
-	x.mu.Lock()
-	n := x.wants
-	x.wants = 0
-	x.mu.Unlock()
-	for range n {
-		_ = x.a.Deliver(x.conn, map[string]any{"type": "websocket.disconnect", "code": int64(code)})
-	}
+	x.answerAll(map[string]any{"type": "websocket.disconnect", "code": int64(code)})
 }
 
 func (x *wsExchange) handle(ev wsEvent) {
@@ -359,9 +306,7 @@ func (x *wsExchange) handle(ev wsEvent) {
 		x.ws = ws
 		go x.read()
 	case "websocket.send":
-		x.mu.Lock()
-		x.queued -= len(ev.data)
-		x.mu.Unlock()
+		defer x.wroteOut(len(ev.data))
 		if x.ws == nil || x.finished {
 			return
 		}

@@ -83,17 +83,9 @@ func (x *exchange) StartResponse(packed string, nheaders int, hasExcInfo bool) (
 	if hasExcInfo && x.sent {
 		return cpython.StartResponseReraise, ""
 	}
-	fields := x.fields[:0]
-	for len(packed) >= 4 {
-		n := int(uint32(packed[0]) | uint32(packed[1])<<8 | uint32(packed[2])<<16 | uint32(packed[3])<<24)
-		if n > len(packed)-4 {
-			break
-		}
-		fields = append(fields, packed[4:4+n])
-		packed = packed[4+n:]
-	}
+	fields, rest := cpython.UnpackFields(packed, x.fields[:0])
 	x.fields = fields
-	if len(fields) != 1+2*nheaders || packed != "" {
+	if len(fields) != 1+2*nheaders || rest != "" {
 		return cpython.StartResponseInvalid, "wsgi: malformed start_response arguments"
 	}
 	if x.hdrMap == nil {

@@ -260,23 +260,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if max := h.cfg.maxBodyBytes; max > 0 {
-		if r.ContentLength > max {
-			h.envs.Put(env)
-			plainError(w, http.StatusRequestEntityTooLarge, "request body too large")
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
-	}
-
-	if !h.acquire(r.Context()) {
-		// Also when the request's context ended while it waited (a
-		// middleware's deadline, or the client left): say so rather
-		// than let net/http send an empty 200.
-		h.cfg.logger.Warn("wsgi: no python thread free in time; answering 503",
-			"queue_timeout", h.cfg.queueTimeout, "threads", h.cfg.threads, "context", r.Context().Err())
+	if !h.admit(w, r) {
 		h.envs.Put(env)
-		unavailable(w, "wsgi: server busy")
 		return
 	}
 	var abort bool
@@ -297,6 +282,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// response is incomplete (no clean end of a chunked body).
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// admit applies the body size limit and takes a slot (waiting at most the
+// queue timeout), answering 413 or 503 itself when it says no.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) bool {
+	if max := h.cfg.maxBodyBytes; max > 0 {
+		if r.ContentLength > max {
+			plainError(w, http.StatusRequestEntityTooLarge, "request body too large")
+			return false
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+	}
+	if !h.acquire(r.Context()) {
+		// Also when the request's context ended while it waited (a
+		// middleware's deadline, or the client left): say so rather
+		// than let net/http send an empty 200.
+		h.cfg.logger.Warn("wsgi: no python thread free in time; answering 503",
+			"queue_timeout", h.cfg.queueTimeout, "threads", h.cfg.threads, "context", r.Context().Err())
+		unavailable(w, "wsgi: server busy")
+		return false
+	}
+	return true
 }
 
 // acquire takes a Python slot, waiting at most the queue timeout.

@@ -347,16 +347,7 @@ func wsgiGoASGIStart(h C.uintptr_t, status C.int64_t, p *C.char, n C.int64_t, nh
 		setErr(errbuf, errcap, "wsgi: send() after the connection ended")
 		return 2
 	}
-	packed := C.GoStringN(p, C.int(n))
-	fields := make([]string, 0, 2*int(nh))
-	for len(packed) >= 4 {
-		k := int(uint32(packed[0]) | uint32(packed[1])<<8 | uint32(packed[2])<<16 | uint32(packed[3])<<24)
-		if k > len(packed)-4 {
-			break
-		}
-		fields = append(fields, packed[4:4+k])
-		packed = packed[4+k:]
-	}
+	fields, _ := UnpackFields(C.GoStringN(p, C.int(n)), make([]string, 0, 2*int(nh)))
 	wait, err := req.Start(int64(status), fields, trailers != 0)
 	return sendResult(wait, err, errbuf, errcap)
 }

@@ -293,3 +293,19 @@ func (e *Encoder) Value(v any) error {
 
 // Encode encodes one value.
 func Encode(v any) ([]byte, error) { return encodeValue(nil, v, 0) }
+
+// UnpackFields splits the [u32 len][bytes]... format the C side packs
+// start_response's and http.response.start's strings in, appending them to
+// dst (substrings of packed: no copies). It returns what could not be
+// read, "" when the whole buffer was well formed.
+func UnpackFields(packed string, dst []string) (fields []string, rest string) {
+	for len(packed) >= 4 {
+		n := int(uint32(packed[0]) | uint32(packed[1])<<8 | uint32(packed[2])<<16 | uint32(packed[3])<<24)
+		if n > len(packed)-4 {
+			break
+		}
+		dst = append(dst, packed[4:4+n])
+		packed = packed[4+n:]
+	}
+	return dst, packed
+}
