@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/gowsgi/wsgi/internal/cpython"
@@ -11,9 +12,11 @@ import (
 
 // The process has one CPython interpreter. The first New starts it (with
 // Python's signal handlers off, so Go keeps SIGINT, SIGTERM and SIGPIPE)
-// and it lives until the process exits: finalizing and starting CPython
-// again is unreliable with C extensions loaded. Every Handler shares it,
-// each with its own app module.
+// and it lives until Finalize, or the last Close once a Handler with
+// FinalizeOnClose was closed, or the process exits. It is never started
+// again: finalizing and starting CPython again is unreliable with C
+// extensions loaded. Every Handler shares it, each with its own app
+// module.
 
 // startInterpreter starts the interpreter once; later calls return the
 // first call's result.
@@ -30,6 +33,14 @@ var openHandlers atomic.Int64
 
 var finalized atomic.Bool
 
+// lifecycle orders New (shared) against finalizing (exclusive), so that
+// no New runs on an interpreter being finalized.
+var lifecycle sync.RWMutex
+
+// finalizeWhenIdle is set once a Handler with FinalizeOnClose is closed:
+// the interpreter is finalized when no Handler is open.
+var finalizeWhenIdle atomic.Bool
+
 // ErrFinalized is returned by New after Finalize.
 var ErrFinalized = errors.New("wsgi: the Python interpreter has been finalized")
 
@@ -41,9 +52,28 @@ var ErrFinalized = errors.New("wsgi: the Python interpreter has been finalized")
 // program calls it last, before it exits; it is never needed for
 // correctness.
 func Finalize(ctx context.Context) error {
+	lifecycle.Lock()
+	defer lifecycle.Unlock()
 	if n := openHandlers.Load(); n > 0 {
 		return fmt.Errorf("wsgi: cannot finalize Python: %d handlers are still open", n)
 	}
+	return finalizeLocked(ctx)
+}
+
+// finalizeIfIdle finalizes for the last Handler's Close, unless a New
+// opened another Handler meanwhile: then that one's Close will.
+func finalizeIfIdle(ctx context.Context) error {
+	lifecycle.Lock()
+	defer lifecycle.Unlock()
+	if openHandlers.Load() > 0 {
+		return nil
+	}
+	return finalizeLocked(ctx)
+}
+
+// finalizeLocked runs Py_FinalizeEx once, bounded by ctx; the caller holds
+// lifecycle exclusively.
+func finalizeLocked(ctx context.Context) error {
 	if !finalized.CompareAndSwap(false, true) {
 		return nil
 	}

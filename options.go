@@ -140,6 +140,16 @@ type Options struct {
 	// it gets 413 before the app runs; a chunked body that grows past it
 	// makes wsgi.input.read raise. If zero, there is no limit.
 	MaxBodyBytes int64
+
+	// FinalizeOnClose finalizes the interpreter (atexit handlers run,
+	// non-daemon Python threads are joined) once this Handler is closed
+	// and no other Handler is open: when every open Handler was closed,
+	// the last Close or Shutdown finalizes, within its ctx. A Shutdown
+	// that times out with a request stuck finalizes nothing. New fails
+	// afterwards, since CPython cannot be started twice in one process, so
+	// leave it off in tests that create Handlers one after another. If
+	// false, the interpreter lives until the process exits (see Finalize).
+	FinalizeOnClose bool
 }
 
 // Default values used when an Options field is zero.
@@ -175,25 +185,27 @@ type config struct {
 	trusted         trustedProxies
 	bodyReadTimeout time.Duration
 	requestTimeout  time.Duration
+	finalizeOnClose bool
 }
 
 // resolve validates o and fills in defaults. It touches the file system
 // (to make paths absolute and check that they exist) but not Python.
 func (o Options) resolve(pythonVersion string) (*config, error) {
 	c := &config{
-		module:       o.Module,
-		callable:     o.Callable,
-		threads:      o.Threads,
-		queueTimeout: o.QueueTimeout,
-		logger:       o.Logger,
-		debug:        o.Debug,
-		maxBodyBytes: o.MaxBodyBytes,
-		static:       o.Static,
-		basicAuth:    o.BasicAuth,
-		reload:       o.Reload,
-		logFile:      o.LogFile,
-		accessLog:    o.AccessLog,
-		functions:    o.Functions,
+		module:          o.Module,
+		callable:        o.Callable,
+		threads:         o.Threads,
+		queueTimeout:    o.QueueTimeout,
+		logger:          o.Logger,
+		debug:           o.Debug,
+		maxBodyBytes:    o.MaxBodyBytes,
+		finalizeOnClose: o.FinalizeOnClose,
+		static:          o.Static,
+		basicAuth:       o.BasicAuth,
+		reload:          o.Reload,
+		logFile:         o.LogFile,
+		accessLog:       o.AccessLog,
+		functions:       o.Functions,
 	}
 	if o.App != "" {
 		if o.Module != "" || o.Callable != "" {

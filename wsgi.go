@@ -56,6 +56,10 @@ const bodyBufSize = 32 << 10
 // import is reported with its *PythonError (use errors.As, and %+v for the
 // traceback).
 func New(opts Options) (*Handler, error) {
+	// Finalize waits for News in progress, and a New never starts once
+	// the interpreter is finalized.
+	lifecycle.RLock()
+	defer lifecycle.RUnlock()
 	if err := startInterpreter(); err != nil {
 		return nil, err
 	}
@@ -126,12 +130,15 @@ func New(opts Options) (*Handler, error) {
 // Close stops the handler: new requests get 503, requests in flight
 // finish, then the app's Python objects are released. It waits as long as
 // requests run; Shutdown bounds the wait. The interpreter stays up for
-// other Handlers (see Finalize). Close is idempotent.
+// other Handlers and later ones, unless FinalizeOnClose says otherwise
+// (see also Finalize). Close is idempotent.
 func (h *Handler) Close() error { return h.Shutdown(context.Background()) }
 
 // Shutdown is Close with a deadline: if requests are still running when
 // ctx ends (Python stuck in a C call, say), it returns an error and leaves
-// the app loaded for them; calling it again waits again.
+// the app loaded for them (and the interpreter up); calling it again waits
+// again. With FinalizeOnClose, the last Handler's Shutdown also finalizes
+// the interpreter within ctx.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	if h.freed {
@@ -156,11 +163,19 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("wsgi: %s: requests still running (%d busy): %w", h.cfg.name, len(h.slots), ctx.Err())
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.freed {
-		h.freed = true
-		h.free()
-		openHandlers.Add(-1)
+	if h.freed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.freed = true
+	h.free()
+	if h.cfg.finalizeOnClose {
+		finalizeWhenIdle.Store(true)
+	}
+	last := openHandlers.Add(-1) == 0
+	h.mu.Unlock()
+	if last && finalizeWhenIdle.Load() {
+		return finalizeIfIdle(ctx)
 	}
 	return nil
 }
