@@ -5,8 +5,10 @@
 //
 // One [[app]] table per app; the top-level keys set the server. Every key
 // is snake_case; a key the package does not know is an error, as is a value
-// of the wrong type. Relative paths (dir, log_file, auth.htpasswd) are
-// relative to the directory that holds the file.
+// of the wrong type. Durations are strings as time.ParseDuration reads
+// them ("30s", "1m"). Relative paths (dir, log_file, python_path,
+// virtualenv, auth.htpasswd) are relative to the directory that holds the
+// file.
 //
 //	addr = "127.0.0.1:8080"   # host:port to listen on (the wsgi command's -addr wins)
 //	access_log = true         # one log record per request; default false
@@ -23,6 +25,13 @@
 //	static = "always"         # "always" serves <dir>/static at <prefix>/static/; "no" (default)
 //	threads = 16              # requests in the app at once; 0 (default) means 8, or 1024 for ASGI
 //	log_file = "logs/blog.log" # also append the app's log records here
+//	queue_timeout = "10s"     # wait for a thread before a 503; default "30s"
+//	request_timeout = "1m"    # past it the client gets 504; default: none
+//	body_timeout = "20s"      # each read of the request body; default "60s", negative: none
+//	max_body = 10485760       # largest request body in bytes (413 above); 0 (default): no limit
+//	trusted_proxies = ["10.0.0.0/8", "::1"] # proxies whose X-Forwarded-*/Forwarded are believed
+//	python_path = ["lib"]     # added to sys.path after dir
+//	virtualenv = "venv"       # its site-packages is added after python_path
 //
 //	[app.auth]                # HTTP Basic authentication before the app
 //	type = "basic"            # default "basic", the only type
@@ -63,12 +72,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -141,6 +152,44 @@ type App struct {
 	// In a file, a relative path is relative to the file's directory. If
 	// empty, records go to the logger only.
 	LogFile string `toml:"log_file"`
+
+	// QueueTimeout is how long a request may wait for one of the Threads
+	// before it is answered 503 (wsgi.Options.QueueTimeout): a duration
+	// as time.ParseDuration reads it ("30s"), not negative. If empty or
+	// zero, 30 seconds.
+	QueueTimeout string `toml:"queue_timeout"`
+
+	// RequestTimeout bounds a request: past it the client gets 504
+	// (wsgi.Options.RequestTimeout). A duration ("1m"), not negative. If
+	// empty or zero, no bound.
+	RequestTimeout string `toml:"request_timeout"`
+
+	// BodyTimeout bounds each read of the request body
+	// (wsgi.Options.BodyReadTimeout). A duration ("10s"); a negative one
+	// means no bound. If empty or zero, 60 seconds.
+	BodyTimeout string `toml:"body_timeout"`
+
+	// MaxBody caps the request body, in bytes (wsgi.Options.MaxBodyBytes):
+	// a larger declared Content-Length gets 413 before the app runs. Not
+	// negative. If zero, no limit.
+	MaxBody int64 `toml:"max_body"`
+
+	// TrustedProxies lists the networks ("10.0.0.0/8") or addresses of the
+	// reverse proxies whose X-Forwarded-For, X-Forwarded-Proto and
+	// Forwarded headers are believed (wsgi.Options.TrustedProxies). If
+	// nil, none.
+	TrustedProxies []string `toml:"trusted_proxies"`
+
+	// PythonPath lists directories added to sys.path after Dir, in order
+	// (wsgi.Options.PythonPath). Each must exist. In a file, relative
+	// paths are relative to the file's directory. If nil, none.
+	PythonPath []string `toml:"python_path"`
+
+	// Virtualenv is a virtual environment directory whose site-packages is
+	// added to sys.path after PythonPath (wsgi.Options.Virtualenv; NewServer
+	// checks that it has one for the linked Python). In a file, a relative
+	// path is relative to the file's directory. If empty, none.
+	Virtualenv string `toml:"virtualenv"`
 }
 
 // Auth is an app's authentication (wsgi.Options.BasicAuth).
@@ -251,6 +300,16 @@ func (c *Config) normalise(base string) {
 		if a.LogFile != "" {
 			a.LogFile = resolvePath(base, a.LogFile)
 		}
+		if a.PythonPath != nil {
+			paths := make([]string, len(a.PythonPath))
+			for j, p := range a.PythonPath {
+				paths[j] = resolvePath(base, p)
+			}
+			a.PythonPath = paths
+		}
+		if a.Virtualenv != "" {
+			a.Virtualenv = resolvePath(base, a.Virtualenv)
+		}
 		if a.Protocol == "" {
 			a.Protocol = "wsgi"
 		}
@@ -304,6 +363,13 @@ var keyTypes = map[string]string{
 	"env":                     "a table of strings",
 	"env.*":                   "a string",
 	"log_file":                "a string",
+	"queue_timeout":           `a string (a duration such as "30s")`,
+	"request_timeout":         `a string (a duration such as "30s")`,
+	"body_timeout":            `a string (a duration such as "30s")`,
+	"max_body":                "an integer (bytes)",
+	"trusted_proxies":         "an array of strings",
+	"python_path":             "an array of strings",
+	"virtualenv":              "a string",
 }
 
 // tomlTypeRe finds the TOML type in go-toml's type mismatch message,
@@ -451,16 +517,24 @@ func newAppLines(line int) appLines {
 	return appLines{line: line, keys: map[string]int{}, kind: map[string]unstable.Kind{}}
 }
 
-// addAppKey records a key of app i, and the keys of an inline table value.
+// addAppKey records a key of app i, the keys of an inline table value and
+// the items of an array value (as "key.N", N from 0).
 func (idx *docIndex) addAppKey(p *unstable.Parser, i int, path []string, line int, value *unstable.Node) {
 	a := &idx.apps[i]
-	a.keys[strings.Join(path, ".")] = line
-	a.kind[strings.Join(path, ".")] = value.Kind
+	key := strings.Join(path, ".")
+	a.keys[key] = line
+	a.kind[key] = value.Kind
 	if len(path) == 1 && path[0] == "name" && value.Kind == unstable.String {
 		a.name = string(value.Data)
 	}
-	if value.Kind == unstable.InlineTable {
+	switch value.Kind {
+	case unstable.InlineTable:
 		idx.addInline(p, i, path, value)
+	case unstable.Array:
+		n := 0
+		for it := value.Children(); it.Next(); n++ {
+			a.keys[key+"."+strconv.Itoa(n)] = nodeLine(p, it.Node(), line)
+		}
 	}
 }
 
@@ -573,7 +647,13 @@ func (v *validator) line(i int, key string) int {
 }
 
 func (v *validator) add(app string, i int, key, format string, args ...any) {
-	v.errs = append(v.errs, &Error{File: v.file, Line: v.line(i, key), App: app, Key: key,
+	v.addAt(app, i, key, key, format, args...)
+}
+
+// addAt reports a problem with key whose line is lineKey's ("key.N" for
+// an array's item N).
+func (v *validator) addAt(app string, i int, lineKey, key, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.file, Line: v.line(i, lineKey), App: app, Key: key,
 		Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -664,6 +744,28 @@ func (v *validator) check(c *Config) {
 				v.add(label, i, "log_file", "log_file %q: directory %q does not exist", a.LogFile, dir)
 			}
 		}
+		v.checkDuration(label, i, "queue_timeout", a.QueueTimeout, false)
+		v.checkDuration(label, i, "request_timeout", a.RequestTimeout, false)
+		v.checkDuration(label, i, "body_timeout", a.BodyTimeout, true)
+		if a.MaxBody < 0 {
+			v.add(label, i, "max_body", "max_body %d must not be negative", a.MaxBody)
+		}
+		for j, p := range a.TrustedProxies {
+			if !isNetwork(p) {
+				v.addAt(label, i, itemKey("trusted_proxies", j), "trusted_proxies",
+					"trusted_proxies %q is neither an address nor a CIDR network", p)
+			}
+		}
+		for j, p := range a.PythonPath {
+			if p == "" {
+				v.addAt(label, i, itemKey("python_path", j), "python_path", "python_path has an empty directory")
+				continue
+			}
+			v.checkPathAt(label, i, itemKey("python_path", j), "python_path", p, true)
+		}
+		if a.Virtualenv != "" {
+			v.checkPath(label, i, "virtualenv", a.Virtualenv, true)
+		}
 		if a.Auth != nil {
 			switch a.Auth.Type {
 			case "", "basic":
@@ -682,17 +784,56 @@ func (v *validator) check(c *Config) {
 // checkPath checks that p (relative to the base) exists and is a
 // directory or not, as wantDir says.
 func (v *validator) checkPath(label string, i int, key, p string, wantDir bool) {
+	v.checkPathAt(label, i, key, key, p, wantDir)
+}
+
+// checkPathAt is checkPath for a path at lineKey's line (an array item).
+func (v *validator) checkPathAt(label string, i int, lineKey, key, p string, wantDir bool) {
 	st, err := os.Stat(resolvePath(v.base, p))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		v.add(label, i, key, "%s %q does not exist", key, p)
+		v.addAt(label, i, lineKey, key, "%s %q does not exist", key, p)
 	case err != nil:
-		v.add(label, i, key, "%s %q: %v", key, p, err)
+		v.addAt(label, i, lineKey, key, "%s %q: %v", key, p, err)
 	case wantDir && !st.IsDir():
-		v.add(label, i, key, "%s %q is not a directory", key, p)
+		v.addAt(label, i, lineKey, key, "%s %q is not a directory", key, p)
 	case !wantDir && st.IsDir():
-		v.add(label, i, key, "%s %q is a directory, not a file", key, p)
+		v.addAt(label, i, lineKey, key, "%s %q is a directory, not a file", key, p)
 	}
+}
+
+// checkDuration checks that s is empty or a duration, not negative unless
+// negative says it may be.
+func (v *validator) checkDuration(label string, i int, key, s string, negative bool) {
+	d, err := parseDuration(s)
+	switch {
+	case err != nil:
+		v.add(label, i, key, `%s %q is not a duration (such as "30s" or "1m")`, key, s)
+	case d < 0 && !negative:
+		v.add(label, i, key, "%s %q must not be negative", key, s)
+	}
+}
+
+// parseDuration reads a duration key: "" is zero.
+func parseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return time.ParseDuration(s)
+}
+
+// itemKey is the docIndex key of an array's item j.
+func itemKey(key string, j int) string { return key + "." + strconv.Itoa(j) }
+
+// isNetwork reports whether s is a CIDR network or an IP address, as
+// wsgi.Options.TrustedProxies accepts them.
+func isNetwork(s string) bool {
+	s = strings.TrimSpace(s)
+	if _, err := netip.ParsePrefix(s); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 // where names app j for a message: "at line N" or "#N".

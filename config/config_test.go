@@ -4,12 +4,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gowsgi/wsgi"
 	"github.com/gowsgi/wsgi/config"
 )
 
@@ -69,6 +72,67 @@ func TestLoadDefaults(t *testing.T) {
 			Protocol: "wsgi", Static: "no",
 		}},
 	}, cfg)
+}
+
+// The keys for requests and sys.path, from the file to the app's Options;
+// relative paths are relative to the file's directory.
+func TestLoadRequestKeys(t *testing.T) {
+	const app = "[[app]]\nname = \"site\"\ndir = \"site\"\nmodule = \"app\"\n"
+	// mapped is the part of wsgi.Options these keys set.
+	type mapped struct {
+		QueueTimeout, RequestTimeout, BodyReadTimeout time.Duration
+		MaxBodyBytes                                  int64
+		TrustedProxies, PythonPath                    []string
+		Virtualenv                                    string
+	}
+	abs := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		keys string
+		want func(dir string) mapped
+	}{
+		{"none", "", func(string) mapped { return mapped{} }},
+		{"queue_timeout", `queue_timeout = "10s"`, func(string) mapped { return mapped{QueueTimeout: 10 * time.Second} }},
+		{"queue_timeout zero", `queue_timeout = "0"`, func(string) mapped { return mapped{} }},
+		{"request_timeout", `request_timeout = "1m30s"`, func(string) mapped { return mapped{RequestTimeout: 90 * time.Second} }},
+		{"body_timeout", `body_timeout = "250ms"`, func(string) mapped { return mapped{BodyReadTimeout: 250 * time.Millisecond} }},
+		{"body_timeout negative is none", `body_timeout = "-1s"`, func(string) mapped { return mapped{BodyReadTimeout: -time.Second} }},
+		{"max_body", `max_body = 10485760`, func(string) mapped { return mapped{MaxBodyBytes: 10 << 20} }},
+		{"trusted_proxies", `trusted_proxies = ["10.0.0.0/8", "::1", "192.168.1.7"]`,
+			func(string) mapped { return mapped{TrustedProxies: []string{"10.0.0.0/8", "::1", "192.168.1.7"}} }},
+		{"python_path", `python_path = ["lib", "vendor/more", ` + strconv.Quote(abs) + `]`, func(dir string) mapped {
+			return mapped{PythonPath: []string{filepath.Join(dir, "lib"), filepath.Join(dir, "vendor", "more"), abs}}
+		}},
+		{"virtualenv", `virtualenv = "envs/../venv"`, func(dir string) mapped { return mapped{Virtualenv: filepath.Join(dir, "venv")} }},
+		{"virtualenv absolute", `virtualenv = ` + strconv.Quote(abs), func(string) mapped { return mapped{Virtualenv: abs} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, d := range []string{"site", "lib", "vendor/more", "venv", "envs"} {
+				require.NoError(t, os.MkdirAll(filepath.Join(dir, d), 0o755))
+			}
+			cfg, err := config.Load(writeFile(t, dir, app+tc.keys+"\n"))
+			require.NoError(t, err)
+			require.Len(t, cfg.Apps, 1)
+			require.NoError(t, cfg.Validate(), "a loaded Config validates")
+
+			var opts []wsgi.Options
+			restore := config.SetNewHandler(func(o wsgi.Options) (*wsgi.Handler, error) {
+				opts = append(opts, o)
+				return nil, errors.New("wsgi: not built in this test")
+			})
+			defer restore()
+			_, err = config.NewServer(cfg, nil, nil)
+			require.Error(t, err)
+			require.Len(t, opts, 1)
+			o := opts[0]
+			assert.Equal(t, tc.want(dir), mapped{
+				QueueTimeout: o.QueueTimeout, RequestTimeout: o.RequestTimeout, BodyReadTimeout: o.BodyReadTimeout,
+				MaxBodyBytes: o.MaxBodyBytes, TrustedProxies: o.TrustedProxies, PythonPath: o.PythonPath,
+				Virtualenv: o.Virtualenv,
+			})
+		})
+	}
 }
 
 // writeFile writes an apps.toml into dir and returns its path.
@@ -178,6 +242,42 @@ module = "app"
 				`apps.toml:4: app "blog": dir "nope" does not exist`,
 				`apps.toml:5: app "blog": threads -1 must not be negative`,
 			}},
+		{"queue_timeout not a duration", blog + "queue_timeout = \"30 seconds\"\n",
+			[]string{`apps.toml:6: app "blog": queue_timeout "30 seconds" is not a duration (such as "30s" or "1m")`}},
+		{"queue_timeout negative", blog + "queue_timeout = \"-1s\"\n",
+			[]string{`apps.toml:6: app "blog": queue_timeout "-1s" must not be negative`}},
+		{"queue_timeout integer", blog + "queue_timeout = 30\n",
+			[]string{`apps.toml:6: app "blog": "queue_timeout" must be a string (a duration such as "30s"), not an integer`}},
+		{"request_timeout not a duration", blog + "request_timeout = \"1\"\n",
+			[]string{`apps.toml:6: app "blog": request_timeout "1" is not a duration (such as "30s" or "1m")`}},
+		{"request_timeout negative", blog + "request_timeout = \"-5m\"\n",
+			[]string{`apps.toml:6: app "blog": request_timeout "-5m" must not be negative`}},
+		{"body_timeout not a duration", blog + "body_timeout = \"none\"\n",
+			[]string{`apps.toml:6: app "blog": body_timeout "none" is not a duration (such as "30s" or "1m")`}},
+		{"max_body negative", blog + "max_body = -1\n",
+			[]string{`apps.toml:6: app "blog": max_body -1 must not be negative`}},
+		{"max_body string", blog + "max_body = \"16MiB\"\n",
+			[]string{`apps.toml:6: app "blog": "max_body" must be an integer (bytes), not a string`}},
+		{"trusted_proxies items", blog + "trusted_proxies = [\n  \"10.0.0.0/8\",\n  \"proxy.local\",\n  \"10.0.0.0/33\",\n]\n",
+			[]string{
+				`apps.toml:8: app "blog": trusted_proxies "proxy.local" is neither an address nor a CIDR network`,
+				`apps.toml:9: app "blog": trusted_proxies "10.0.0.0/33" is neither an address nor a CIDR network`,
+			}},
+		{"trusted_proxies string", blog + "trusted_proxies = \"10.0.0.1\"\n",
+			[]string{`apps.toml:6: app "blog": "trusted_proxies" must be an array of strings, not a string`}},
+		{"python_path items", blog + "python_path = [\"blog\",\n  \"lib\", \"blog/app.py\"]\n",
+			[]string{
+				`apps.toml:7: app "blog": python_path "lib" does not exist`,
+				`apps.toml:7: app "blog": python_path "blog/app.py" is not a directory`,
+			}},
+		{"python_path empty item", blog + "python_path = [\"\"]\n",
+			[]string{`apps.toml:6: app "blog": python_path has an empty directory`}},
+		{"python_path string", blog + "python_path = \"blog\"\n",
+			[]string{`apps.toml:6: app "blog": "python_path" must be an array of strings, not a string`}},
+		{"virtualenv does not exist", blog + "virtualenv = \"venv\"\n",
+			[]string{`apps.toml:6: app "blog": virtualenv "venv" does not exist`}},
+		{"virtualenv is a file", blog + "virtualenv = \"blog/app.py\"\n",
+			[]string{`apps.toml:6: app "blog": virtualenv "blog/app.py" is not a directory`}},
 		{"inline array of apps", "app = [\n  { name = \"blog\", dir = \"blog\", module = \"app\" },\n  { name = \"shop\", dir = \"nope\", module = \"app\" },\n]\n",
 			[]string{`apps.toml:3: app "shop": dir "nope" does not exist`}},
 	} {
@@ -245,6 +345,10 @@ func TestValidate(t *testing.T) {
 			a.Env = map[string]string{"X": "1"}
 			a.Auth = &config.Auth{Htpasswd: filepath.Join(td, "users.htpasswd")}
 			a.LogFile = filepath.Join(t.TempDir(), "blog.log")
+			a.QueueTimeout, a.RequestTimeout, a.BodyTimeout, a.MaxBody = "5s", "1m", "-1s", 1024
+			a.TrustedProxies = []string{"10.0.0.0/8", "::1"}
+			a.PythonPath = []string{filepath.Join(td, "shop")}
+			a.Virtualenv = t.TempDir()
 		})}}, ""},
 		{"no apps", config.Config{}, "wsgi: no apps: add an [[app]] table"},
 		{"duplicate prefix", config.Config{Apps: []config.App{blog, with(shop, func(a *config.App) { a.Prefix = "/blog/" })}},
@@ -267,6 +371,20 @@ func TestValidate(t *testing.T) {
 			`wsgi: app "blog": missing key "auth.htpasswd"`},
 		{"threads", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Threads = -1 })}},
 			`wsgi: app "blog": threads -1 must not be negative`},
+		{"queue_timeout", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.QueueTimeout = "soon" })}},
+			`wsgi: app "blog": queue_timeout "soon" is not a duration`},
+		{"request_timeout", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.RequestTimeout = "-1s" })}},
+			`wsgi: app "blog": request_timeout "-1s" must not be negative`},
+		{"body_timeout", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.BodyTimeout = "1 minute" })}},
+			`wsgi: app "blog": body_timeout "1 minute" is not a duration`},
+		{"max_body", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.MaxBody = -10 })}},
+			`wsgi: app "blog": max_body -10 must not be negative`},
+		{"trusted_proxies", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.TrustedProxies = []string{"10.0.0.1", "x"} })}},
+			`wsgi: app "blog": trusted_proxies "x" is neither an address nor a CIDR network`},
+		{"python_path", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.PythonPath = []string{"nope"} })}},
+			`wsgi: app "blog": python_path "nope" does not exist`},
+		{"virtualenv", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Virtualenv = "nope" })}},
+			`wsgi: app "blog": virtualenv "nope" does not exist`},
 		{"log format", config.Config{LogFormat: "yaml", Apps: []config.App{blog}},
 			`wsgi: log_format "yaml" must be "text" or "json"`},
 	} {
@@ -308,6 +426,6 @@ func TestDocExample(t *testing.T) {
 	_, err = config.Load(path)
 	require.Error(t, err)
 	for _, line := range strings.Split(err.Error(), "\n") {
-		assert.Regexp(t, `apps.toml:\d+: app "(blog|shop)": (dir "(blog|/srv/shop)" does not exist|auth.htpasswd "users.htpasswd" does not exist|log_file "logs/blog.log": directory "logs" does not exist)$`, line)
+		assert.Regexp(t, `apps.toml:\d+: app "(blog|shop)": (dir "(blog|/srv/shop)" does not exist|auth.htpasswd "users.htpasswd" does not exist|log_file "logs/blog.log": directory "logs" does not exist|python_path "lib" does not exist|virtualenv "venv" does not exist)$`, line)
 	}
 }

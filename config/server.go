@@ -97,7 +97,16 @@ func (s *Server) options(cfg *Config, a App, logger *slog.Logger, extra map[stri
 		LogFile:   a.LogFile,
 		AccessLog: cfg.AccessLog,
 		Functions: s.functions(extra),
+
+		MaxBodyBytes:   a.MaxBody,
+		TrustedProxies: a.TrustedProxies,
+		PythonPath:     a.PythonPath,
+		Virtualenv:     a.Virtualenv,
 	}
+	// Validate checked the durations.
+	opts.QueueTimeout, _ = parseDuration(a.QueueTimeout)
+	opts.RequestTimeout, _ = parseDuration(a.RequestTimeout)
+	opts.BodyReadTimeout, _ = parseDuration(a.BodyTimeout)
 	if a.Auth != nil {
 		opts.BasicAuth = &wsgi.BasicAuth{
 			HtpasswdFile:      a.Auth.Htpasswd,

@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -202,6 +205,11 @@ func TestServerOptionsMapping(t *testing.T) {
 		Env:     map[string]string{"A": "1"},
 		LogFile: filepath.Join(td, "blog.log"),
 		Auth:    &config.Auth{Htpasswd: filepath.Join(td, "users.htpasswd"), Realm: "R", PassAuthorization: true},
+
+		QueueTimeout: "2s", RequestTimeout: "1m", BodyTimeout: "-1ns", MaxBody: 4096,
+		TrustedProxies: []string{"10.0.0.0/8"},
+		PythonPath:     []string{filepath.Join(td, "shop")},
+		Virtualenv:     filepath.Join(td, "shop"),
 	}}}
 	_, err = config.NewServer(cfg, logger, nil)
 	require.Error(t, err)
@@ -217,7 +225,78 @@ func TestServerOptionsMapping(t *testing.T) {
 		BasicAuth: &wsgi.BasicAuth{HtpasswdFile: filepath.Join(td, "users.htpasswd"), Realm: "R", PassAuthorization: true},
 		AccessLog: true,
 		Logger:    logger,
+
+		QueueTimeout: 2 * time.Second, RequestTimeout: time.Minute, BodyReadTimeout: -1, MaxBodyBytes: 4096,
+		TrustedProxies: []string{"10.0.0.0/8"},
+		PythonPath:     []string{filepath.Join(td, "shop")},
+		Virtualenv:     filepath.Join(td, "shop"),
 	}, o)
+}
+
+// The keys take effect: python_path and virtualenv (relative to the file)
+// put modules on sys.path, max_body answers 413, trusted_proxies sets
+// REMOTE_ADDR.
+func TestServerRequestKeysTakeEffect(t *testing.T) {
+	dir := t.TempDir()
+	minor := strings.Join(strings.SplitN(strings.Fields(wsgi.PythonVersion())[0], ".", 3)[:2], ".")
+	site := filepath.Join("venv", "lib", "python"+minor, "site-packages")
+	for _, d := range []string{"app", "lib", site} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, d), 0o755))
+	}
+	files := map[string]string{
+		"app/keys_app.py": `import keys_lib, keys_venv
+
+def application(environ, start_response):
+    body = "%s %s %s %d\n" % (keys_lib.NAME, keys_venv.NAME, environ["REMOTE_ADDR"], len(environ["wsgi.input"].read()))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body.encode()]
+`,
+		"lib/keys_lib.py":                   "NAME = 'lib'\n",
+		filepath.Join(site, "keys_venv.py"): "NAME = 'venv'\n",
+	}
+	for name, src := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644))
+	}
+	path := filepath.Join(dir, "apps.toml")
+	require.NoError(t, os.WriteFile(path, []byte(`[[app]]
+name = "keys"
+dir = "app"
+module = "keys_app"
+python_path = ["lib"]
+virtualenv = "venv"
+max_body = 10
+trusted_proxies = ["192.0.2.0/24"]
+`), 0o644))
+	cfg, err := config.Load(path)
+	require.NoError(t, err)
+	s, err := config.NewServer(cfg, quietLogger(), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+
+	for _, tc := range []struct {
+		name, body, remote, forwarded string
+		code                          int
+		want                          string
+	}{
+		{"small body", "0123456789", "198.51.100.1:1234", "", http.StatusOK, "lib venv 198.51.100.1 10\n"},
+		{"body over max_body", "0123456789a", "198.51.100.1:1234", "", http.StatusRequestEntityTooLarge, ""},
+		{"trusted proxy", "", "192.0.2.9:1234", "203.0.113.5", http.StatusOK, "lib venv 203.0.113.5 0\n"},
+		{"untrusted proxy", "", "198.51.100.1:1234", "203.0.113.5", http.StatusOK, "lib venv 198.51.100.1 0\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
+			r.RemoteAddr = tc.remote
+			if tc.forwarded != "" {
+				r.Header.Set("X-Forwarded-For", tc.forwarded)
+			}
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, r)
+			assert.Equal(t, tc.code, w.Code, w.Body.String())
+			if tc.want != "" {
+				assert.Equal(t, tc.want, w.Body.String())
+			}
+		})
+	}
 }
 
 func TestServerClose(t *testing.T) {

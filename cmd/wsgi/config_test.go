@@ -114,6 +114,54 @@ module = "hello"
 	})
 }
 
+// An app's max_body and request_timeout from the file apply to the
+// requests the command serves.
+func TestConfigRequestKeys(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, `log_format = "json"
+
+[[app]]
+name = "small"
+prefix = "/small"
+dir = %[1]q
+module = "hello"
+max_body = 10
+
+[[app]]
+name = "slow"
+prefix = "/slow"
+dir = %[1]q
+module = "slow"
+request_timeout = "100ms"
+`)
+	p := start(t, nil, "-config", path, "-addr", "127.0.0.1:0")
+	base := "http://" + p.addr(t)
+	c := &http.Client{Timeout: 10 * time.Second}
+	for _, tc := range []struct {
+		name, method, path, body string
+		code                     int
+	}{
+		{"body within max_body", http.MethodPost, "/small/", "0123456789", http.StatusOK},
+		{"body over max_body", http.MethodPost, "/small/", "0123456789a", http.StatusRequestEntityTooLarge},
+		{"no max_body elsewhere", http.MethodPost, "/slow/", strings.Repeat("x", 100), http.StatusGatewayTimeout},
+		{"past request_timeout", http.MethodGet, "/slow/", "", http.StatusGatewayTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
+			require.NoError(t, err)
+			began := time.Now()
+			resp, err := c.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, tc.code, resp.StatusCode)
+			if tc.code == http.StatusGatewayTimeout {
+				assert.Less(t, time.Since(began), 900*time.Millisecond, "504 from Go, before slow.py's second is up")
+			}
+		})
+	}
+	assert.Equal(t, 0, p.stop(t), p.stderr())
+}
+
 func TestConfigBadFile(t *testing.T) {
 	t.Parallel()
 	path := writeConfig(t, `[[app]]
@@ -198,18 +246,35 @@ module = "import_error"
 	assert.NotContains(t, stderr, "wsgi: serving")
 }
 
+// The flags that describe one app are refused with -config, and the
+// message names the file's key instead.
 func TestConfigFlagConflicts(t *testing.T) {
 	t.Parallel()
-	for _, flags := range [][]string{
-		{"-app", "hello"}, {"-module", "hello"}, {"-callable", "app"}, {"-dir", "."}, {"-prefix", "/x"},
-		{"-threads", "2"}, {"-debug"}, {"-queue-timeout", "1s"}, {"-max-body", "10"},
+	for _, tc := range []struct {
+		flags []string
+		key   string
+	}{
+		{[]string{"-app", "hello"}, "module and callable"},
+		{[]string{"-module", "hello"}, "module"},
+		{[]string{"-callable", "app"}, "callable"},
+		{[]string{"-dir", "."}, "dir"},
+		{[]string{"-prefix", "/x"}, "prefix"},
+		{[]string{"-protocol", "asgi"}, "protocol"},
+		{[]string{"-threads", "2"}, "threads"},
+		{[]string{"-debug"}, "debug"},
+		{[]string{"-queue-timeout", "1s"}, "queue_timeout"},
+		{[]string{"-max-body", "10"}, "max_body"},
+		{[]string{"-body-timeout", "1s"}, "body_timeout"},
+		{[]string{"-request-timeout", "1s"}, "request_timeout"},
+		{[]string{"-trusted-proxies", "10.0.0.0/8"}, "trusted_proxies"},
 	} {
-		t.Run(flags[0], func(t *testing.T) {
+		t.Run(tc.flags[0], func(t *testing.T) {
 			t.Parallel()
 			var stderr bytes.Buffer
-			args := append([]string{"-config", "apps.toml"}, flags...)
+			args := append([]string{"-config", "apps.toml"}, tc.flags...)
 			assert.Equal(t, 2, run(context.Background(), args, &stderr))
-			assert.Contains(t, stderr.String(), "wsgi: -config may not be combined with "+flags[0])
+			assert.Contains(t, stderr.String(), "wsgi: -config may not be combined with "+tc.flags[0]+
+				": the config file describes the apps (set "+tc.key+" in each [[app]])")
 			assert.Contains(t, stderr.String(), "usage: wsgi")
 		})
 	}

@@ -5,7 +5,10 @@
 //
 // With -config it serves every app of a TOML file, each at its prefix
 // (see package github.com/gowsgi/wsgi/config for the format); -addr and
-// -log-format, when given, override the file's addr and log_format.
+// -log-format, when given, override the file's addr and log_format. The
+// flags that describe one app (-dir, -max-body, -request-timeout, ...) are
+// refused with -config: each app sets them with its keys in the file
+// (dir, max_body, request_timeout, ...).
 //
 // SIGTERM or SIGINT stops it gracefully: it stops accepting connections,
 // lets requests in flight finish (up to -shutdown-timeout) and exits 0.
@@ -79,9 +82,22 @@ type flags struct {
 }
 
 // appFlags describe one app on the command line; -config may not be
-// combined with them.
-var appFlags = []string{"app", "module", "callable", "dir", "prefix", "protocol", "threads", "debug", "queue-timeout",
-	"max-body", "body-timeout", "request-timeout", "trusted-proxies"}
+// combined with them. key is what the config file says instead.
+var appFlags = []struct{ flag, key string }{
+	{"app", "module and callable"},
+	{"module", "module"},
+	{"callable", "callable"},
+	{"dir", "dir"},
+	{"prefix", "prefix"},
+	{"protocol", "protocol"},
+	{"threads", "threads"},
+	{"debug", "debug"},
+	{"queue-timeout", "queue_timeout"},
+	{"max-body", "max_body"},
+	{"body-timeout", "body_timeout"},
+	{"request-timeout", "request_timeout"},
+	{"trusted-proxies", "trusted_proxies"},
+}
 
 // parseFlags parses args. It returns a non-nil error after printing the
 // problem and the usage; flag.ErrHelp for -h.
@@ -112,7 +128,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish after SIGTERM or SIGINT")
 	fs.BoolVar(&f.version, "version", false, "print the Python version and executable, then exit")
-	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr and -log-format override its settings")
+	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr and -log-format override its settings; "+
+		"the flags that describe one app (-dir, -threads, -max-body, the timeouts, -trusted-proxies, ...) are refused: set the app's keys in the file")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err // the flag package has printed the problem and usage
@@ -131,9 +148,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	case f.version:
 		return &f, nil
 	case f.config != "":
-		for _, name := range appFlags {
-			if f.set[name] {
-				return nil, usageErr("-config may not be combined with -%s: the config file describes the apps", name)
+		for _, af := range appFlags {
+			if f.set[af.flag] {
+				return nil, usageErr("-config may not be combined with -%s: the config file describes the apps (set %s in each [[app]])",
+					af.flag, af.key)
 			}
 		}
 	case f.app != "" && (f.module != "" || f.callable != ""):
