@@ -60,14 +60,15 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 }
 
 // runOps replays ops (pairs of bytes: kind, size) on both readers and
-// reports the first difference.
-func runOps(t *testing.T, body, splits, ops []byte, declared bool) {
+// reports the first difference. Reads of directMin bytes or more go into
+// the caller's memory, as exchange.Read and Take do them.
+func runOps(t *testing.T, body, splits, ops []byte, declared bool, directMin int) {
 	t.Helper()
 	left := int64(-1)
 	if declared {
 		left = int64(len(body))
 	}
-	got := &bodyReader{src: &chunkReader{data: body, splits: splits}, left: left}
+	got := &bodyReader{src: &chunkReader{data: body, splits: splits}, left: left, directMin: directMin}
 	want := &bytesIO{data: body}
 	for i := 0; i+1 < len(ops); i += 2 {
 		n := int64(ops[i+1]) - 64 // negative sizes mean "all"
@@ -77,7 +78,14 @@ func runOps(t *testing.T, body, splits, ops []byte, declared bool) {
 		var g, w []byte
 		var err error
 		if ops[i]%2 == 0 {
-			g, err = got.read(n)
+			if d := got.direct(n); d > 0 {
+				g = make([]byte, d)
+				var k int
+				k, err = got.readFull(g)
+				g = g[:k]
+			} else {
+				g, err = got.read(n)
+			}
 			w = want.read(n)
 		} else {
 			g, err = got.readline(n)
@@ -100,8 +108,10 @@ func TestBodyReaderMatchesBytesIO(t *testing.T) {
 	for _, body := range bodies {
 		for _, ops := range opsList {
 			for _, splits := range [][]byte{nil, {0}, {2, 6, 200}} {
-				runOps(t, body, splits, ops, true)
-				runOps(t, body, splits, ops, false)
+				for _, direct := range []int{0, 1, 3, directMin} {
+					runOps(t, body, splits, ops, true, direct)
+					runOps(t, body, splits, ops, false, direct)
+				}
 			}
 		}
 	}
@@ -118,13 +128,13 @@ func TestBodyReaderDoesNotAllocateTheAskedSize(t *testing.T) {
 // FuzzBodyReader: any body, any split on the wire, any sequence of read
 // and readline sizes gives what io.BytesIO gives on the same bytes.
 func FuzzBodyReader(f *testing.F) {
-	f.Add([]byte("line one\nline two\n"), []byte{0, 3}, []byte{1, 63, 0, 66, 1, 70, 0, 63}, true)
-	f.Add([]byte(""), []byte{}, []byte{0, 255, 1, 63}, false)
-	f.Add(bytes.Repeat([]byte("ab\n"), 100), []byte{7}, []byte{1, 65, 1, 65, 0, 200}, false)
-	f.Fuzz(func(t *testing.T, body, splits, ops []byte, declared bool) {
+	f.Add([]byte("line one\nline two\n"), []byte{0, 3}, []byte{1, 63, 0, 66, 1, 70, 0, 63}, true, uint8(4))
+	f.Add([]byte(""), []byte{}, []byte{0, 255, 1, 63}, false, uint8(1))
+	f.Add(bytes.Repeat([]byte("ab\n"), 100), []byte{7}, []byte{1, 65, 1, 65, 0, 200}, false, uint8(0))
+	f.Fuzz(func(t *testing.T, body, splits, ops []byte, declared bool, directMin uint8) {
 		if len(ops) > 200 {
 			ops = ops[:200]
 		}
-		runOps(t, body, splits, ops, declared)
+		runOps(t, body, splits, ops, declared, int(directMin))
 	})
 }

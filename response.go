@@ -35,7 +35,10 @@ type exchange struct {
 
 	body    bodyReader
 	pending []byte // a wsgi.input result waiting for Take
-	errLine []byte // wsgi.errors text not yet ended by "\n"
+	// directLen is the size of a wsgi.input read that Take reads from the
+	// client into the app's memory; 0 if none is waiting.
+	directLen int
+	errLine   []byte // wsgi.errors text not yet ended by "\n"
 
 	// Kept across requests when the exchange is pooled.
 	fields []string    // start_response arguments, unpacked
@@ -52,7 +55,7 @@ func (x *exchange) reset(h *Handler, w http.ResponseWriter, r *http.Request) {
 		buf = nil
 	}
 	*x = exchange{h: h, w: w, r: r, fields: x.fields[:0], hdrMap: x.hdrMap}
-	x.body = bodyReader{src: r.Body, buf: buf, left: r.ContentLength}
+	x.body = bodyReader{src: r.Body, buf: buf, left: r.ContentLength, directMin: directMin}
 	if h != nil && h.cfg.bodyReadTimeout > 0 && r.ContentLength != 0 {
 		x.body.timeout = h.cfg.bodyReadTimeout
 		x.body.setDeadline = func(t time.Time) error { return x.controller().SetReadDeadline(t) }
@@ -107,8 +110,16 @@ func (x *exchange) Write(p []byte) error {
 	return x.writeBody(p, true)
 }
 
-// Read implements wsgi.input's operations.
-func (x *exchange) Read(op int, n int64) (int64, error) {
+// Read implements wsgi.input's operations. A large read of a declared
+// body is left to Take, which reads it from the client straight into the
+// app's bytes object.
+func (x *exchange) Read(op int, n int64) (int64, bool, error) {
+	if op != cpython.ReadLineOp {
+		if d := x.body.direct(n); d > 0 {
+			x.directLen = d
+			return int64(d), true, nil
+		}
+	}
 	var p []byte
 	var err error
 	if op == cpython.ReadLineOp {
@@ -117,15 +128,23 @@ func (x *exchange) Read(op int, n int64) (int64, error) {
 		p, err = x.body.read(n)
 	}
 	x.pending = p
-	return int64(len(p)), err
+	return int64(len(p)), false, err
 }
 
-// Take implements the copy-out half of a wsgi.input operation.
-func (x *exchange) Take(dst []byte) int {
+// Take implements the copy-out half of a wsgi.input operation, or the
+// whole of a direct one.
+func (x *exchange) Take(dst []byte) (int, error) {
+	if x.directLen > 0 {
+		x.directLen = 0
+		if len(dst) == 0 {
+			return 0, nil // the caller gave up; the body stays unread
+		}
+		return x.body.readFull(dst)
+	}
 	n := copy(dst, x.pending)
 	clear(dst[n:])
 	x.pending = nil
-	return n
+	return n, nil
 }
 
 // Context is the request's context, for Go functions the app calls.

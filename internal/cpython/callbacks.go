@@ -32,11 +32,14 @@ type Request interface {
 	Write(p []byte) error
 	// Read performs a wsgi.input operation (ReadOp or ReadLineOp, size n;
 	// n < 0 means no limit) and keeps the result for Take. It returns the
-	// result's length. The GIL is released.
-	Read(op int, n int64) (int64, error)
-	// Take copies the kept result into dst (zero-filling what is missing)
-	// and forgets it. It returns how many bytes were copied.
-	Take(dst []byte) int
+	// result's length, and direct when the bytes are not read yet: Take
+	// reads them from the client. The GIL is released.
+	Read(op int, n int64) (k int64, direct bool, err error)
+	// Take copies the kept result into dst (zero-filling what is missing),
+	// or for a direct result reads it into dst, and forgets it. It returns
+	// how many bytes dst holds. The GIL is held, except for a direct
+	// result. A nil dst drops the result.
+	Take(dst []byte) (int, error)
 	// LogErrors receives text written to wsgi.errors. The GIL is released.
 	LogErrors(text []byte)
 	// Context is the request's context, for Go functions called from it.
@@ -168,7 +171,7 @@ func wsgiGoWrite(h C.uintptr_t, p *C.char, n C.int64_t, errbuf *C.char, errcap C
 }
 
 //export wsgiGoRead
-func wsgiGoRead(h C.uintptr_t, op C.int, n C.int64_t, errbuf *C.char, errcap C.int64_t) (got C.int64_t) {
+func wsgiGoRead(h C.uintptr_t, op C.int, n C.int64_t, direct *C.int, errbuf *C.char, errcap C.int64_t) (got C.int64_t) {
 	defer func() {
 		if r := recover(); r != nil {
 			got = -1
@@ -180,32 +183,40 @@ func wsgiGoRead(h C.uintptr_t, op C.int, n C.int64_t, errbuf *C.char, errcap C.i
 		setErr(errbuf, errcap, errEnded{}.Error())
 		return -2
 	}
-	k, err := req.Read(int(op), int64(n))
+	k, d, err := req.Read(int(op), int64(n))
 	if err != nil {
 		setErr(errbuf, errcap, err.Error())
 		return -1
+	}
+	if d {
+		*direct = 1
 	}
 	return C.int64_t(k)
 }
 
 //export wsgiGoReadTake
-func wsgiGoReadTake(h C.uintptr_t, dst *C.char, n C.int64_t) (copied C.int64_t) {
+func wsgiGoReadTake(h C.uintptr_t, dst *C.char, n C.int64_t, errbuf *C.char, errcap C.int64_t) (copied C.int64_t) {
 	var b []byte
 	if dst != nil && n > 0 {
 		b = unsafe.Slice((*byte)(unsafe.Pointer(dst)), int(n))
 	}
 	defer func() {
-		if recover() != nil {
-			clear(b)
-			copied = n
+		if r := recover(); r != nil {
+			copied = -1
+			setErr(errbuf, errcap, panicMessage("wsgi.input", r))
 		}
 	}()
 	req, ok := lookup(h)
 	if !ok {
-		clear(b)
-		return n
+		setErr(errbuf, errcap, errEnded{}.Error())
+		return -1
 	}
-	return C.int64_t(req.Take(b))
+	k, err := req.Take(b)
+	if err != nil {
+		setErr(errbuf, errcap, err.Error())
+		return -1
+	}
+	return C.int64_t(k)
 }
 
 //export wsgiGoLog

@@ -36,12 +36,19 @@ func (f *fakeRequest) Write(p []byte) error {
 	return nil
 }
 
-func (f *fakeRequest) Read(op int, n int64) (int64, error) {
+// Read fails for read(3); read(5) is direct: Take reads "hello".
+func (f *fakeRequest) Read(op int, n int64) (int64, bool, error) {
+	if n == 5 {
+		return 5, true, nil
+	}
 	f.maybePanic("read")
-	return 0, errors.New("wsgi: no body here")
+	return 0, false, errors.New("wsgi: no body here")
 }
 
-func (f *fakeRequest) Take(dst []byte) int { return 0 }
+func (f *fakeRequest) Take(dst []byte) (int, error) {
+	f.maybePanic("take")
+	return copy(dst, "hello"), nil
+}
 
 func (f *fakeRequest) Context() context.Context { return context.Background() }
 
@@ -77,7 +84,7 @@ func call(t *testing.T, app *App, req Request) string {
 // through Python frames (that would leave the GIL held).
 func TestCallbackPanicsBecomePythonExceptions(t *testing.T) {
 	app := loadCalls(t)
-	for _, where := range []string{"start_response", "write", "read", "errors"} {
+	for _, where := range []string{"start_response", "write", "read", "take", "errors"} {
 		t.Run(where, func(t *testing.T) {
 			body := call(t, app, &fakeRequest{panicIn: where})
 			for _, line := range strings.Split(body, "\n") {
@@ -99,6 +106,7 @@ func TestCallbackPanicsBecomePythonExceptions(t *testing.T) {
 	for range 1000 {
 		body := call(t, app, &fakeRequest{})
 		require.Contains(t, body, "start_response ok")
+		require.Contains(t, body, "take ok")
 	}
 }
 

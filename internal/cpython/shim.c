@@ -405,9 +405,10 @@ static PyObject *input_op(handle_obj *in, int op, Py_ssize_t n) {
     CHECK_OWNER(in, "wsgi.input")
     char err[ERRBUF];
     int64_t got;
+    int direct = 0;
     uintptr_t h = in->h;
     Py_BEGIN_ALLOW_THREADS
-    got = wsgiGoRead(h, op, (int64_t)n, err, sizeof err);
+    got = wsgiGoRead(h, op, (int64_t)n, &direct, err, sizeof err);
     Py_END_ALLOW_THREADS
     if (got < 0) {
         PyErr_SetString(got == -2 ? PyExc_ValueError : PyExc_OSError, err);
@@ -415,10 +416,25 @@ static PyObject *input_op(handle_obj *in, int op, Py_ssize_t n) {
     }
     PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)got);
     if (b == NULL) {
-        wsgiGoReadTake(h, NULL, 0);  // drop the pending data
+        wsgiGoReadTake(h, NULL, 0, err, sizeof err);  // drop the pending data
         return NULL;
     }
-    int64_t copied = wsgiGoReadTake(h, PyBytes_AS_STRING(b), got);
+    int64_t copied;
+    char *dst = PyBytes_AS_STRING(b);
+    if (direct) {
+        // Go reads the body from the client into the new bytes object,
+        // which nothing else can see yet: no GIL needed, no copy.
+        Py_BEGIN_ALLOW_THREADS
+        copied = wsgiGoReadTake(h, dst, got, err, sizeof err);
+        Py_END_ALLOW_THREADS
+    } else {
+        copied = wsgiGoReadTake(h, dst, got, err, sizeof err);
+    }
+    if (copied < 0) {
+        Py_DECREF(b);
+        PyErr_SetString(PyExc_OSError, err);
+        return NULL;
+    }
     if (copied != got && _PyBytes_Resize(&b, (Py_ssize_t)copied) < 0) return NULL;
     return b;
 }

@@ -18,8 +18,8 @@ var errNoCgo = errors.New("wsgi: built without cgo: rebuild with CGO_ENABLED=1 a
 type Request interface {
 	StartResponse(packed string, nheaders int, hasExcInfo bool) (code int, msg string)
 	Write(p []byte) error
-	Read(op int, n int64) (int64, error)
-	Take(dst []byte) int
+	Read(op int, n int64) (k int64, direct bool, err error)
+	Take(dst []byte) (int, error)
 	LogErrors(text []byte)
 	Context() context.Context
 }

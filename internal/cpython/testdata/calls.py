@@ -16,5 +16,11 @@ def application(environ, start_response):
     if write:
         attempt("write", lambda: write[0](b"data"))
     attempt("read", lambda: environ["wsgi.input"].read(3))
+
+    def take():  # a read whose bytes Go puts straight into the result
+        got = environ["wsgi.input"].read(5)
+        assert got == b"hello", got
+
+    attempt("take", take)
     attempt("errors", lambda: environ["wsgi.errors"].write("line\n"))
     return ["\n".join(results).encode()]
