@@ -2,6 +2,7 @@ package wsgi_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,15 +21,49 @@ import (
 // finalizeChildEnv naming the scenario.
 const finalizeChildEnv = "WSGI_TEST_FINALIZE_CHILD"
 
+// TestWSGIOnlyFootprint: a process that serves only WSGI apps does not
+// import asyncio, nor uvloop's ssl (and libcrypto): about 8 MiB of RSS.
+// The child process is fresh; this one has imported ASGI apps.
+func TestWSGIOnlyFootprint(t *testing.T) {
+	runChild(t, "TestWSGIOnlyFootprintChild", finalizeChildEnv+"=footprint")
+}
+
+func TestWSGIOnlyFootprintChild(t *testing.T) {
+	if os.Getenv(finalizeChildEnv) != "footprint" {
+		t.Skip("run by TestWSGIOnlyFootprint in a child process")
+	}
+	h, err := wsgi.New(wsgi.Options{Dir: "testdata", App: "sysinfo"})
+	require.NoError(t, err)
+	defer h.Close()
+	var info struct {
+		Asyncio bool `json:"asyncio_loaded"`
+		SSL     bool `json:"ssl_loaded"`
+	}
+	require.NoError(t, json.Unmarshal(do(h, "GET", "/", nil).Body.Bytes(), &info))
+	assert.False(t, info.Asyncio, "asyncio is imported with the first ASGI app")
+	assert.False(t, info.SSL)
+
+	a, err := wsgi.New(wsgi.Options{Dir: "testdata", App: "asgi_raw:app", Protocol: "asgi"})
+	require.NoError(t, err, "the first ASGI app imports it")
+	require.NoError(t, a.Close())
+}
+
+// runChild runs the test named test in a child process of this test
+// binary, with env added, and fails unless it passes.
+func runChild(t *testing.T, test string, env ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "--- PASS: "+test, "the child ran: %s", out)
+}
+
 func TestFinalizeOnClose(t *testing.T) {
 	for _, scenario := range []string{"last", "stuck"} {
 		t.Run(scenario, func(t *testing.T) {
 			atexitFile := filepath.Join(t.TempDir(), "atexit")
-			cmd := exec.Command(os.Args[0], "-test.run=^TestFinalizeOnCloseChild$", "-test.v")
-			cmd.Env = append(os.Environ(), finalizeChildEnv+"="+scenario, "WSGI_ATEXIT_FILE="+atexitFile)
-			out, err := cmd.CombinedOutput()
-			require.NoError(t, err, "%s", out)
-			require.Contains(t, string(out), "--- PASS: TestFinalizeOnCloseChild", "the child ran: %s", out)
+			runChild(t, "TestFinalizeOnCloseChild", finalizeChildEnv+"="+scenario, "WSGI_ATEXIT_FILE="+atexitFile)
 			b, err := os.ReadFile(atexitFile)
 			require.NoError(t, err)
 			assert.Equal(t, "atexit\n", string(b), "finalized once, by the last Close")

@@ -9,6 +9,8 @@ def application(environ, start_response):
         "prefix": sys.prefix,
         "version": "%d.%d" % sys.version_info[:2],
         "thread": threading.current_thread().name,
+        "asyncio_loaded": "asyncio" in sys.modules,
+        "ssl_loaded": "ssl" in sys.modules,
     }
     start_response("200 OK", [("Content-Type", "application/json")])
     return [json.dumps(info).encode()]

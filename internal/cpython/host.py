@@ -254,19 +254,28 @@ def load_app(name, directory, module, callable_name, site_packages, *python_path
 # validates it and queues it for the client, returning 1 when its queue is
 # full so that send() waits for drained().
 
-import asyncio
 import collections
-import inspect
+
+# asyncio (and uvloop, which loads ssl and libcrypto) is imported with the
+# first ASGI app: a process serving only WSGI apps is ~5 MiB smaller.
+asyncio = None
 
 
-try:
-    import uvloop
-except ImportError:  # optional: Debian's python3-uvloop
-    uvloop = None
+def _new_event_loop():
+    global asyncio
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:  # optional: Debian's python3-uvloop
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def is_asgi(app):
     """Whether app looks like an ASGI callable (an async callable)."""
+    import inspect
+
     if inspect.iscoroutinefunction(app):
         return True
     call = getattr(type(app), "__call__", None)
@@ -321,7 +330,7 @@ class ASGIApp:
     def __init__(self, app, app_id):
         self.app = app
         self.app_id = app_id
-        self.loop = uvloop.new_event_loop() if uvloop else asyncio.new_event_loop()
+        self.loop = _new_event_loop()
         self.state = {}
         self.lifespan_in = None
         self.lifespan_out = None
