@@ -35,13 +35,9 @@ func TestWSGIOnlyFootprintChild(t *testing.T) {
 	h, err := wsgi.New(wsgi.Options{Dir: "testdata", App: "sysinfo"})
 	require.NoError(t, err)
 	defer h.Close()
-	var info struct {
-		Asyncio bool `json:"asyncio_loaded"`
-		SSL     bool `json:"ssl_loaded"`
-	}
+	info := map[string]string{}
 	require.NoError(t, json.Unmarshal(do(h, "GET", "/", nil).Body.Bytes(), &info))
-	assert.False(t, info.Asyncio, "asyncio is imported with the first ASGI app")
-	assert.False(t, info.SSL)
+	assert.Empty(t, info["loaded"], "asyncio and ssl are imported with the first ASGI app")
 
 	a, err := wsgi.New(wsgi.Options{Dir: "testdata", App: "asgi_raw:app", Protocol: "asgi"})
 	require.NoError(t, err, "the first ASGI app imports it")

@@ -9,8 +9,7 @@ def application(environ, start_response):
         "prefix": sys.prefix,
         "version": "%d.%d" % sys.version_info[:2],
         "thread": threading.current_thread().name,
-        "asyncio_loaded": "asyncio" in sys.modules,
-        "ssl_loaded": "ssl" in sys.modules,
+        "loaded": " ".join(m for m in ("asyncio", "ssl") if m in sys.modules),
     }
     start_response("200 OK", [("Content-Type", "application/json")])
     return [json.dumps(info).encode()]
