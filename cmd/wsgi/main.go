@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -54,7 +55,19 @@ func main() {
 		stop()
 	}()
 	finalizeOnExit = true
+	tuneGC()
 	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+}
+
+// tuneGC halves Go's GC percent unless GOGC is set. The command's Go heap
+// holds little more than request buffers (the app's objects live in
+// Python's heap), so a smaller heap goal costs little CPU and ~2 MiB less
+// RSS: WSGI hello at wrk -c16 peaks at 24-25 MiB instead of 26-27, req/s
+// within noise (pinned to one core, 3 paired runs).
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 }
 
 // flags holds the parsed command line.
