@@ -55,19 +55,7 @@ func main() {
 		stop()
 	}()
 	finalizeOnExit = true
-	tuneGC()
 	os.Exit(run(ctx, os.Args[1:], os.Stderr))
-}
-
-// tuneGC halves Go's GC percent unless GOGC is set. The command's Go heap
-// holds little more than request buffers (the app's objects live in
-// Python's heap), so a smaller heap goal costs little CPU and ~2 MiB less
-// RSS: WSGI hello at wrk -c16 peaks at 24-25 MiB instead of 26-27, req/s
-// within noise (pinned to one core, 3 paired runs).
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
-	}
 }
 
 // flags holds the parsed command line.
@@ -232,7 +220,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		logLoadError(logger, stderr, f.logFormat == "json", err)
 		return exitFail
 	}
-	tuneForASGI(h)
+	tune(h)
 	app := f.app
 	if app == "" {
 		app = f.module
@@ -269,7 +257,7 @@ func runConfig(ctx context.Context, f *flags, stderr io.Writer) int {
 		logLoadError(logger, stderr, format == "json", err)
 		return exitFail
 	}
-	tuneForASGI(srv.Handlers()...)
+	tune(srv.Handlers()...)
 	for _, a := range cfg.Apps {
 		prefix := a.Prefix
 		if prefix == "" {
@@ -446,16 +434,29 @@ func splitList(s string) []string {
 	return out
 }
 
-// tuneForASGI gives the Go scheduler a second P when an ASGI app is served
-// on a single CPU (taskset, a 1-CPU container): the event loop's thread
-// calls into Go for every message and must not wait for the only P, which
-// the network goroutines hold. Measured pinned to one core: ASGI hello
-// +25% req/s; WSGI apps lose with it (-17%), so only for ASGI.
-func tuneForASGI(hs ...*wsgi.Handler) {
+// tune sets the Go runtime for the apps served, where measurements say
+// so (pinned to one core, wrk -c16, paired runs):
+//
+//   - With an ASGI app on a single CPU (taskset, a 1-CPU container), a
+//     second P: the event loop's thread calls into Go for every message
+//     and must not wait for the only P, which the network goroutines hold.
+//     ASGI hello +25% req/s; WSGI apps lose with it (-17%).
+//   - With WSGI apps only, and GOGC unset, a GC percent of 50: the Go
+//     heap holds little more than request buffers (the apps' objects live
+//     in Python's heap), so the smaller heap goal costs no measurable
+//     req/s or p99 and saves ~2 MiB of peak RSS (hello: 26-28 -> 25-26
+//     MiB). An ASGI app keeps 100: more frequent GC stalls the loop's
+//     calls into Go (ASGI hello p99 2.4-2.8 -> 4.6-6.7 ms).
+func tune(hs ...*wsgi.Handler) {
 	for _, h := range hs {
-		if h.Protocol() == "asgi" && runtime.GOMAXPROCS(0) < 2 {
-			runtime.GOMAXPROCS(2)
+		if h.Protocol() == "asgi" {
+			if runtime.GOMAXPROCS(0) < 2 {
+				runtime.GOMAXPROCS(2)
+			}
 			return
 		}
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
 	}
 }
