@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gowsgi/wsgi"
 	"github.com/gowsgi/wsgi/config"
 )
 
@@ -116,16 +115,7 @@ func TestLoadRequestKeys(t *testing.T) {
 			require.Len(t, cfg.Apps, 1)
 			require.NoError(t, cfg.Validate(), "a loaded Config validates")
 
-			var opts []wsgi.Options
-			restore := config.SetNewHandler(func(o wsgi.Options) (*wsgi.Handler, error) {
-				opts = append(opts, o)
-				return nil, errors.New("wsgi: not built in this test")
-			})
-			defer restore()
-			_, err = config.NewServer(cfg, nil, nil)
-			require.Error(t, err)
-			require.Len(t, opts, 1)
-			o := opts[0]
+			o := firstOptions(t, cfg)[0]
 			assert.Equal(t, tc.want(dir), mapped{
 				QueueTimeout: o.QueueTimeout, RequestTimeout: o.RequestTimeout, BodyReadTimeout: o.BodyReadTimeout,
 				MaxBodyBytes: o.MaxBodyBytes, TrustedProxies: o.TrustedProxies, PythonPath: o.PythonPath,

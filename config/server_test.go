@@ -362,17 +362,25 @@ func TestNewServerRefusesBadConfig(t *testing.T) {
 func TestServerFromFile(t *testing.T) {
 	cfg, err := config.Load("testdata/good.toml")
 	require.NoError(t, err)
+	opts := firstOptions(t, cfg)
+	assert.Equal(t, filepath.Join(cfg.Apps[0].Dir), opts[0].Dir)
+	assert.True(t, filepath.IsAbs(opts[0].LogFile))
+	assert.True(t, opts[0].Static)
+	assert.True(t, opts[0].AccessLog)
+}
+
+// firstOptions returns the Options NewServer builds the first app of cfg
+// with, without building it.
+func firstOptions(t *testing.T, cfg *config.Config) []wsgi.Options {
+	t.Helper()
 	var opts []wsgi.Options
 	restore := config.SetNewHandler(func(o wsgi.Options) (*wsgi.Handler, error) {
 		opts = append(opts, o)
 		return nil, errors.New("wsgi: not built in this test")
 	})
 	defer restore()
-	_, err = config.NewServer(cfg, nil, nil)
+	_, err := config.NewServer(cfg, nil, nil)
 	require.Error(t, err)
 	require.Len(t, opts, 1)
-	assert.Equal(t, filepath.Join(cfg.Apps[0].Dir), opts[0].Dir)
-	assert.True(t, filepath.IsAbs(opts[0].LogFile))
-	assert.True(t, opts[0].Static)
-	assert.True(t, opts[0].AccessLog)
+	return opts
 }
