@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -61,6 +62,41 @@ func TestBodyReadTimeout(t *testing.T) {
 			assert.Equal(t, "0123456789", body)
 		})
 	}
+}
+
+// TestDirectBodyRead: a read large enough to go from the client straight
+// into the app's bytes object keeps the same bounds and errors: a stall is
+// 408, a slow but steady upload arrives whole, a client that stops sending
+// early makes read() raise.
+func TestDirectBodyRead(t *testing.T) {
+	h, _ := behave(t, func(o *wsgi.Options) { o.BodyReadTimeout = time.Second })
+	srv := serve(t, h)
+	addr := srv.Listener.Addr().String()
+	const n = 64 << 10
+
+	status, _ := rawPost(t, addr, "/echo", n, []string{strings.Repeat("a", 1000)}, 0)
+	assert.Equal(t, http.StatusRequestTimeout, status, "a stalled upload")
+
+	var pieces []string
+	for i := range 8 {
+		pieces = append(pieces, strings.Repeat(string(rune('a'+i)), n/8))
+	}
+	status, body := rawPost(t, addr, "/echo", n, pieces, 100*time.Millisecond)
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, strings.Join(pieces, ""), body, "a slow but steady upload")
+
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "POST /read-error HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", n, pieces[0])
+	require.NoError(t, err)
+	require.NoError(t, conn.(*net.TCPConn).CloseWrite())
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, "OSError: wsgi: client closed the connection before sending the whole body", string(b))
+	assert.Equal(t, "tuple", do(h, "GET", "/tuple", nil).Body.String(), "the thread is back")
 }
 
 func TestBodyReadTimeoutRaisesInApp(t *testing.T) {
