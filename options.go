@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gowsgi/wsgi/internal/check"
 )
 
 // Options configures a Handler. The zero value of each field has a
@@ -228,13 +230,13 @@ func (o Options) resolve(pythonVersion string) (*config, error) {
 	default:
 		return nil, fmt.Errorf("wsgi: Protocol %q: want wsgi, asgi or auto", o.Protocol)
 	}
-	if !isDottedName(c.module) {
+	if !check.DottedName(c.module) {
 		return nil, fmt.Errorf("wsgi: module %q is not a Python module name (write it without .py; use dots for packages)", c.module)
 	}
 	if c.callable == "" {
 		c.callable = defaultCallable
 	}
-	if !isDottedName(c.callable) {
+	if !check.DottedName(c.callable) {
 		return nil, fmt.Errorf("wsgi: callable %q is not a Python name", c.callable)
 	}
 	c.name = o.Name
@@ -346,25 +348,4 @@ func existingDir(p, field string) (string, error) {
 		return "", fmt.Errorf("wsgi: %s %s is not a directory", field, abs)
 	}
 	return abs, nil
-}
-
-// isDottedName reports whether s is a Python identifier or several joined
-// by dots ("pkg.mod").
-func isDottedName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, part := range strings.Split(s, ".") {
-		if part == "" {
-			return false
-		}
-		for i, r := range part {
-			ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') ||
-				(i > 0 && r >= '0' && r <= '9') || r > 0x7f
-			if !ok {
-				return false
-			}
-		}
-	}
-	return true
 }

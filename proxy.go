@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/gowsgi/wsgi/internal/check"
 )
 
 // peer is who the app is told the client is.
@@ -33,16 +35,11 @@ type trustedProxies []netip.Prefix
 func parseTrustedProxies(list []string) (trustedProxies, error) {
 	var t trustedProxies
 	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if p, err := netip.ParsePrefix(s); err == nil {
-			t = append(t, p.Masked())
-			continue
+		p, ok := check.Proxy(s)
+		if !ok {
+			return nil, fmt.Errorf("wsgi: TrustedProxies: %q is neither an address nor a CIDR network", strings.TrimSpace(s))
 		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("wsgi: TrustedProxies: %q is neither an address nor a CIDR network", s)
-		}
-		t = append(t, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		t = append(t, p)
 	}
 	return t, nil
 }

@@ -72,7 +72,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -81,6 +80,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gowsgi/wsgi/internal/check"
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 )
@@ -714,10 +714,10 @@ func (v *validator) check(c *Config) {
 			v.add(label, i, "module", `missing key "module"`)
 		case strings.HasSuffix(a.Module, ".py"):
 			v.add(label, i, "module", "module %q: write it without .py", a.Module)
-		case !isDottedName(a.Module):
+		case !check.DottedName(a.Module):
 			v.add(label, i, "module", "module %q is not a Python module name", a.Module)
 		}
-		if a.Callable != "" && !isDottedName(a.Callable) {
+		if a.Callable != "" && !check.DottedName(a.Callable) {
 			v.add(label, i, "callable", "callable %q is not a Python name", a.Callable)
 		}
 		switch a.Protocol {
@@ -751,7 +751,7 @@ func (v *validator) check(c *Config) {
 			v.add(label, i, "max_body", "max_body %d must not be negative", a.MaxBody)
 		}
 		for j, p := range a.TrustedProxies {
-			if !isNetwork(p) {
+			if _, ok := check.Proxy(p); !ok {
 				v.addAt(label, i, itemKey("trusted_proxies", j), "trusted_proxies",
 					"trusted_proxies %q is neither an address nor a CIDR network", p)
 			}
@@ -825,17 +825,6 @@ func parseDuration(s string) (time.Duration, error) {
 // itemKey is the docIndex key of an array's item j.
 func itemKey(key string, j int) string { return key + "." + strconv.Itoa(j) }
 
-// isNetwork reports whether s is a CIDR network or an IP address, as
-// wsgi.Options.TrustedProxies accepts them.
-func isNetwork(s string) bool {
-	s = strings.TrimSpace(s)
-	if _, err := netip.ParsePrefix(s); err == nil {
-		return true
-	}
-	_, err := netip.ParseAddr(s)
-	return err == nil
-}
-
 // where names app j for a message: "at line N" or "#N".
 func (v *validator) where(j int, key string) string {
 	if l := v.line(j, key); l > 0 {
@@ -876,25 +865,4 @@ func cleanPrefix(p string) (string, error) {
 		}
 	}
 	return p, nil
-}
-
-// isDottedName reports whether s is a Python identifier or several joined
-// by dots ("pkg.mod").
-func isDottedName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, part := range strings.Split(s, ".") {
-		if part == "" {
-			return false
-		}
-		for i, r := range part {
-			ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') ||
-				(i > 0 && r >= '0' && r <= '9') || r > 0x7f
-			if !ok {
-				return false
-			}
-		}
-	}
-	return true
 }
