@@ -188,10 +188,12 @@ static PyObject *decode_or_none(const char *p, int64_t n) {
     return v;
 }
 
-int wsgi_asgi_relative_paths(wsgi_app *app) {
+// Calls _wsgi_host.NAME(app's callable) and reports whether it returned a
+// true value (an error counts as false).
+static int host_predicate(wsgi_app *app, const char *name) {
     wsgi_enter();
     PyObject *mod = PyImport_ImportModule("_wsgi_host");
-    PyObject *r = mod ? PyObject_CallMethod(mod, "asgi_relative_paths", "O", wsgi_app_callable(app)) : NULL;
+    PyObject *r = mod ? PyObject_CallMethod(mod, name, "O", wsgi_app_callable(app)) : NULL;
     int yes = r != NULL && PyObject_IsTrue(r) == 1;
     PyErr_Clear();
     Py_XDECREF(r);
@@ -200,17 +202,9 @@ int wsgi_asgi_relative_paths(wsgi_app *app) {
     return yes;
 }
 
-int wsgi_app_is_asgi(wsgi_app *app) {
-    wsgi_enter();
-    PyObject *mod = PyImport_ImportModule("_wsgi_host");
-    PyObject *r = mod ? PyObject_CallMethod(mod, "is_asgi", "O", wsgi_app_callable(app)) : NULL;
-    int yes = r != NULL && PyObject_IsTrue(r) == 1;
-    PyErr_Clear();
-    Py_XDECREF(r);
-    Py_XDECREF(mod);
-    wsgi_leave();
-    return yes;
-}
+int wsgi_asgi_relative_paths(wsgi_app *app) { return host_predicate(app, "asgi_relative_paths"); }
+
+int wsgi_app_is_asgi(wsgi_app *app) { return host_predicate(app, "is_asgi"); }
 
 // --- called from Python, on the app's loop thread --------------------------
 

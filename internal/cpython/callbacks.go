@@ -303,8 +303,9 @@ func lookupASGI(h C.uintptr_t) ASGIRequest {
 	return r
 }
 
-//export wsgiGoASGISend
-func wsgiGoASGISend(h C.uintptr_t, p *C.char, n C.int64_t, errbuf *C.char, errcap C.int64_t) (rc C.int32_t) {
+// asgiSend runs one of send()'s callbacks for request h: a panic, or a
+// request already gone, becomes send()'s error code like Send's own errors.
+func asgiSend(h C.uintptr_t, errbuf *C.char, errcap C.int64_t, send func(ASGIRequest) (wait bool, err error)) (rc C.int32_t) {
 	defer func() {
 		if r := recover(); r != nil {
 			rc = 4
@@ -316,13 +317,7 @@ func wsgiGoASGISend(h C.uintptr_t, p *C.char, n C.int64_t, errbuf *C.char, errca
 		setErr(errbuf, errcap, "wsgi: send() after the connection ended")
 		return 2
 	}
-	v, rest, err := decodeValue(unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)), 0)
-	msg, ok := v.(map[string]any)
-	if err != nil || len(rest) != 0 || !ok {
-		setErr(errbuf, errcap, "wsgi: an ASGI message must be a dict")
-		return 3
-	}
-	wait, err := req.Send(msg)
+	wait, err := send(req)
 	return sendResult(wait, err, errbuf, errcap)
 }
 
@@ -344,44 +339,36 @@ func sendResult(wait bool, err error, errbuf *C.char, errcap C.int64_t) C.int32_
 	return 0
 }
 
+//export wsgiGoASGISend
+func wsgiGoASGISend(h C.uintptr_t, p *C.char, n C.int64_t, errbuf *C.char, errcap C.int64_t) C.int32_t {
+	return asgiSend(h, errbuf, errcap, func(req ASGIRequest) (bool, error) {
+		v, rest, err := decodeValue(unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n)), 0)
+		msg, ok := v.(map[string]any)
+		if err != nil || len(rest) != 0 || !ok {
+			return false, BadValue(errors.New("wsgi: an ASGI message must be a dict"))
+		}
+		return req.Send(msg)
+	})
+}
+
 //export wsgiGoASGIStart
 func wsgiGoASGIStart(h C.uintptr_t, status C.int64_t, p *C.char, n C.int64_t, nh C.int64_t, trailers C.int,
-	errbuf *C.char, errcap C.int64_t) (rc C.int32_t) {
-	defer func() {
-		if r := recover(); r != nil {
-			rc = 4
-			setErr(errbuf, errcap, panicMessage("send", r))
-		}
-	}()
-	req := lookupASGI(h)
-	if req == nil {
-		setErr(errbuf, errcap, "wsgi: send() after the connection ended")
-		return 2
-	}
-	fields, _ := UnpackFields(C.GoStringN(p, C.int(n)), make([]string, 0, 2*int(nh)))
-	wait, err := req.Start(int64(status), fields, trailers != 0)
-	return sendResult(wait, err, errbuf, errcap)
+	errbuf *C.char, errcap C.int64_t) C.int32_t {
+	return asgiSend(h, errbuf, errcap, func(req ASGIRequest) (bool, error) {
+		fields, _ := UnpackFields(C.GoStringN(p, C.int(n)), make([]string, 0, 2*int(nh)))
+		return req.Start(int64(status), fields, trailers != 0)
+	})
 }
 
 //export wsgiGoASGIBody
-func wsgiGoASGIBody(h C.uintptr_t, p *C.char, n C.int64_t, more C.int, errbuf *C.char, errcap C.int64_t) (rc C.int32_t) {
-	defer func() {
-		if r := recover(); r != nil {
-			rc = 4
-			setErr(errbuf, errcap, panicMessage("send", r))
+func wsgiGoASGIBody(h C.uintptr_t, p *C.char, n C.int64_t, more C.int, errbuf *C.char, errcap C.int64_t) C.int32_t {
+	return asgiSend(h, errbuf, errcap, func(req ASGIRequest) (bool, error) {
+		var b []byte
+		if n > 0 {
+			b = unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
 		}
-	}()
-	req := lookupASGI(h)
-	if req == nil {
-		setErr(errbuf, errcap, "wsgi: send() after the connection ended")
-		return 2
-	}
-	var b []byte
-	if n > 0 {
-		b = unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
-	}
-	wait, err := req.Body(b, more != 0)
-	return sendResult(wait, err, errbuf, errcap)
+		return req.Body(b, more != 0)
+	})
 }
 
 //export wsgiGoASGIWant
