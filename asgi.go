@@ -92,12 +92,11 @@ type asgiExchange struct {
 	trailers  bool
 
 	// Owned by the request goroutine.
-	ctrl      *http.ResponseController
-	head      responseHead
-	sent      bool
-	noBody    bool
-	written   int64
-	cut       bool
+	ctrl   *http.ResponseController
+	head   responseHead
+	sent   bool
+	noBody bool
+	sentBody
 	werr      error
 	reading   bool  // a body read is in flight
 	bodyEOF   bool  // the whole body was delivered
@@ -531,16 +530,7 @@ func (x *asgiExchange) writeBody(p []byte) {
 	if x.werr != nil || x.noBody || len(p) == 0 {
 		return
 	}
-	if cl := x.head.contentLength; cl >= 0 {
-		if left := cl - x.written; int64(len(p)) > left {
-			p = p[:left]
-			if !x.cut {
-				x.cut = true
-				x.h.cfg.logger.Warn("wsgi: app sent more than its Content-Length; the excess was dropped",
-					"content_length", cl, "path", x.r.URL.Path)
-			}
-		}
-	}
+	p = x.clip(p, x.head.contentLength, x.h.cfg.logger, x.r.URL.Path)
 	n, err := x.w.Write(p)
 	x.written += int64(n)
 	if err != nil {

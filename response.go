@@ -25,13 +25,12 @@ type exchange struct {
 	ctrl *http.ResponseController // made on first flush
 
 	head    responseHead
-	started bool  // start_response accepted
-	sent    bool  // status and headers written to w
-	noBody  bool  // HEAD, 204 or 304: body bytes are dropped
-	written int64 // body bytes written to w
-	cut     bool  // excess over Content-Length was dropped (logged once)
-	werr    error // writing to the client failed: the client is gone
-	duplex  bool  // full duplex enabled: the app may read after writing
+	started bool // start_response accepted
+	sent    bool // status and headers written to w
+	noBody  bool // HEAD, 204 or 304: body bytes are dropped
+	sentBody
+	werr   error // writing to the client failed: the client is gone
+	duplex bool  // full duplex enabled: the app may read after writing
 
 	body    bodyReader
 	pending []byte // a wsgi.input result waiting for Take
@@ -178,6 +177,30 @@ func (x *exchange) logAppLine(line []byte) {
 		slog.String("stream", "wsgi.errors"))
 }
 
+// sentBody counts the body bytes written to the client and keeps them
+// within the app's Content-Length, for the WSGI and ASGI writers alike.
+type sentBody struct {
+	written int64 // body bytes written
+	cut     bool  // excess over Content-Length was dropped (logged once)
+}
+
+// clip returns the part of p that fits in Content-Length cl (-1: none
+// declared), logging the first excess.
+func (b *sentBody) clip(p []byte, cl int64, logger *slog.Logger, path string) []byte {
+	if cl < 0 {
+		return p
+	}
+	if left := cl - b.written; int64(len(p)) > left {
+		p = p[:left]
+		if !b.cut {
+			b.cut = true
+			logger.Warn("wsgi: app sent more than its Content-Length; the excess was dropped",
+				"content_length", cl, "path", path)
+		}
+	}
+	return p
+}
+
 // writeBody sends body bytes, sending the head first. It drops what goes
 // past the app's Content-Length and everything for HEAD, 204 and 304.
 func (x *exchange) writeBody(p []byte, flush bool) error {
@@ -193,15 +216,9 @@ func (x *exchange) writeBody(p []byte, flush bool) error {
 	if x.noBody {
 		return nil
 	}
-	if cl := x.head.contentLength; cl >= 0 {
-		if left := cl - x.written; int64(len(p)) > left {
-			p = p[:left]
-			if !x.cut {
-				x.cut = true
-				x.h.cfg.logger.Warn("wsgi: app sent more than its Content-Length; the excess was dropped",
-					"content_length", cl, "path", x.r.URL.Path)
-			}
-		}
+	cl := x.head.contentLength
+	p = x.clip(p, cl, x.h.cfg.logger, x.r.URL.Path)
+	if cl >= 0 {
 		flush = flush && x.written+int64(len(p)) < cl
 	}
 	if len(p) == 0 {
