@@ -289,35 +289,6 @@ func TestConfigFlagConflicts(t *testing.T) {
 // TestRunConfigInProcess serves a config file from run itself and stops it
 // through ctx, as main does on a signal.
 func TestRunConfigInProcess(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stderr syncBuffer
-	exit := make(chan int, 1)
-	go func() {
-		exit <- run(ctx, []string{"-config", filepath.Join(testdata, "apps.toml"), "-addr", "127.0.0.1:0"}, &stderr)
-	}()
-
-	var addr string
-	require.Eventually(t, func() bool {
-		for _, line := range strings.Split(stderr.String(), "\n") {
-			if addr = startupAddr(line); addr != "" {
-				return true
-			}
-		}
-		return false
-	}, 20*time.Second, 10*time.Millisecond, "no startup record: %s", &stderr)
-
-	code, body := get(t, "http://"+addr+"/b/in-process")
-	assert.Equal(t, http.StatusOK, code)
-	assert.Equal(t, "hello script_name='/b' path_info='/in-process'\n", body)
-
-	cancel()
-	select {
-	case c := <-exit:
-		assert.Equal(t, 0, c, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
-	_, err := net.DialTimeout("tcp", addr, time.Second)
-	assert.Error(t, err, "the listener must be closed after run returns")
+	serveInProcess(t, []string{"-config", filepath.Join(testdata, "apps.toml"), "-addr", "127.0.0.1:0"},
+		"/b/in-process", "hello script_name='/b' path_info='/in-process'\n")
 }

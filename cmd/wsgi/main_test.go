@@ -426,13 +426,19 @@ func (b *syncBuffer) String() string {
 // TestRunInProcess serves from run itself and stops it through ctx, as
 // main does on a signal.
 func TestRunInProcess(t *testing.T) {
+	serveInProcess(t, []string{"-addr", "127.0.0.1:0", "-dir", testdata, "-app", "hello", "-prefix", "/mnt", "-log-format", "json"},
+		"/mnt/in-process", "hello script_name='/mnt' path_info='/in-process'\n")
+}
+
+// serveInProcess runs run with args, checks that GET path answers want,
+// then cancels run's ctx and checks that run returns 0 and stops listening.
+func serveInProcess(t *testing.T, args []string, path, want string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stderr syncBuffer
 	exit := make(chan int, 1)
-	go func() {
-		exit <- run(ctx, []string{"-addr", "127.0.0.1:0", "-dir", testdata, "-app", "hello", "-prefix", "/mnt", "-log-format", "json"}, &stderr)
-	}()
+	go func() { exit <- run(ctx, args, &stderr) }()
 
 	var addr string
 	require.Eventually(t, func() bool {
@@ -444,9 +450,9 @@ func TestRunInProcess(t *testing.T) {
 		return false
 	}, 20*time.Second, 10*time.Millisecond, "no startup record: %s", &stderr)
 
-	code, body := get(t, "http://"+addr+"/mnt/in-process")
+	code, body := get(t, "http://"+addr+path)
 	assert.Equal(t, http.StatusOK, code)
-	assert.Equal(t, "hello script_name='/mnt' path_info='/in-process'\n", body)
+	assert.Equal(t, want, body)
 
 	cancel()
 	select {
