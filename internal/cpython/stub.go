@@ -3,7 +3,6 @@
 package cpython
 
 import (
-	"context"
 	"errors"
 	"syscall"
 	"time"
@@ -14,43 +13,8 @@ const Available = false
 
 var errNoCgo = errors.New("wsgi: built without cgo: rebuild with CGO_ENABLED=1 and python3-dev installed")
 
-// Request is the Go side of one request; see the cgo build.
-type Request interface {
-	StartResponse(packed string, nheaders int, hasExcInfo bool) (code int, msg string)
-	Write(p []byte) error
-	Read(op int, n int64) (k int64, direct bool, err error)
-	Take(dst []byte) (int, error)
-	LogErrors(text []byte)
-	Context() context.Context
-}
-
-// Host receives gohost calls and log records; see the cgo build.
-type Host interface {
-	Call(ctx context.Context, app uint64, name string, args []any) (any, error)
-	Log(ctx context.Context, app uint64, level int, logger, msg string)
-}
-
 // SetHost does nothing without cgo.
 func SetHost(h Host) {}
-
-// Errors a Host.Call may wrap.
-var (
-	ErrNoFunction = errors.New("no such function")
-	ErrBadValue   = errors.New("bad value")
-)
-
-// BadValue marks err as ErrBadValue.
-func BadValue(err error) error { return err }
-
-// The constants of the cgo build.
-const (
-	StartResponseOK      = 0
-	StartResponseReraise = 1
-	StartResponseState   = 2
-	StartResponseInvalid = 3
-	ReadOp               = 0
-	ReadLineOp           = 1
-)
 
 // Initialize always fails without cgo.
 func Initialize(keys []string) error { return errNoCgo }
@@ -126,19 +90,6 @@ func (c *Call) Finish() *Exception { return nil }
 
 // Eval fails without cgo.
 func Eval(src string) (string, error) { return "", errNoCgo }
-
-// ASGIRequest is the Go side of an ASGI connection; see the cgo build.
-type ASGIRequest interface {
-	Send(msg map[string]any) (wait bool, err error)
-	Start(status int64, headers []string, trailers bool) (wait bool, err error)
-	Body(p []byte, more bool) (wait bool, err error)
-	Want()
-	Done(exc *Exception)
-	Context() context.Context
-}
-
-// ErrGone makes send() raise OSError.
-var ErrGone = errors.New("client disconnected")
 
 // RelativePaths is false without cgo.
 func (a *App) RelativePaths() bool { return false }
