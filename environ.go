@@ -399,6 +399,12 @@ func buildEnvironFor(e *environ, r *http.Request, prefix string, extra map[strin
 	for name, values := range r.Header {
 		e.addHeader(name, values)
 	}
+	if len(r.TransferEncoding) > 0 {
+		// net/http moves Transfer-Encoding out of r.Header; apps that
+		// decide from it whether a body exists expect it, as under
+		// gunicorn, Werkzeug and uvicorn.
+		e.add("HTTP_TRANSFER_ENCODING", strings.Join(r.TransferEncoding, ", "))
+	}
 
 	for k, v := range extra {
 		if k != "" && !strings.HasPrefix(k, "wsgi.") {

@@ -491,6 +491,9 @@ func TestBuildEnvironBody(t *testing.T) {
 			r.TransferEncoding = []string{"chunked"}
 			return r
 		},
+		// gunicorn, Werkzeug and uvicorn pass it on: some apps decide
+		// from it whether there is a body.
+		want:   map[string]string{"HTTP_TRANSFER_ENCODING": "chunked"},
 		absent: []string{"CONTENT_LENGTH"},
 	}, {
 		name: "spoofing headers never make HTTP_CONTENT_*",
@@ -846,6 +849,7 @@ func TestBuildEnvironRealServer(t *testing.T) {
 	_, m = send("POST /mnt/app/ HTTP/1.1\r\nHost: h.test:99\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
 	require.NotNil(t, m)
 	assert.NotContains(t, m, "CONTENT_LENGTH")
+	assert.Equal(t, "chunked", m["HTTP_TRANSFER_ENCODING"])
 	assert.Equal(t, "99", m["SERVER_PORT"])
 	assert.Equal(t, "/", m["PATH_INFO"])
 
