@@ -92,10 +92,11 @@ type asgiExchange struct {
 	trailers  bool
 
 	// Owned by the request goroutine.
-	ctrl   *http.ResponseController
-	head   responseHead
-	sent   bool
-	noBody bool
+	ctrl    *http.ResponseController
+	head    responseHead
+	started bool // http.response.start was handled; the head waits for the body
+	sent    bool
+	noBody  bool
 	sentBody
 	werr      error
 	reading   bool  // a body read is in flight
@@ -105,8 +106,10 @@ type asgiExchange struct {
 	cancelled bool  // the request's context ended while a body read was in flight
 	duplex    bool  // full duplex was enabled
 	bodyCh    chan bodyChunk
-	finished  bool // the response was completed
-	done      bool // the app returned
+	finished  bool      // the response was completed
+	done      bool      // the app returned
+	runsOn    bool      // the response is complete, the app's task is not
+	deadline  time.Time // RequestTimeout, from the start; zero: none
 	exc       *cpython.Exception
 }
 
@@ -206,9 +209,16 @@ func (x *asgiExchange) startLocked(status int64, fields []string, trailers bool)
 	if x.startSeen {
 		return false, errors.New("wsgi: http.response.start sent twice")
 	}
+	fields, declared, err := takeTrailerHeader(fields, trailers)
+	if err != nil {
+		return false, cpython.BadValue(err)
+	}
 	head, err := parseResponseHead(strconv.FormatInt(status, 10)+" ", fields)
 	if err != nil {
 		return false, cpython.BadValue(err)
+	}
+	if len(declared) > 0 {
+		head.header["Trailer"] = declared
 	}
 	x.startSeen, x.trailers = true, trailers
 	x.events = append(x.events, asgiEvent{kind: "http.response.start", head: head, trailers: trailers})
@@ -231,6 +241,46 @@ func (x *asgiExchange) bodyLocked(p []byte, more, copy bool) (bool, error) {
 	x.events = append(x.events, asgiEvent{kind: "http.response.body", body: p, more: more})
 	x.signal()
 	return x.queueLocked(len(p)), nil
+}
+
+// takeTrailerHeader takes the Trailer headers out of fields: with
+// trailers announced, they declare the trailer fields to come (RFC 9110
+// section 6.6.2) and net/http sends them in the head; without, Trailer
+// stays a header an app may not send.
+func takeTrailerHeader(fields []string, trailers bool) (rest, declared []string, err error) {
+	n := 0
+	for i := 0; i < len(fields); i += 2 {
+		if strings.EqualFold(fields[i], "Trailer") {
+			n++
+		}
+	}
+	if n == 0 {
+		return fields, nil, nil
+	}
+	if !trailers {
+		return nil, nil, errors.New(`wsgi: a "trailer" header needs trailers=True in http.response.start`)
+	}
+	rest = make([]string, 0, len(fields)-2*n)
+	var names []string
+	for i := 0; i < len(fields); i += 2 {
+		if !strings.EqualFold(fields[i], "Trailer") {
+			rest = append(rest, fields[i], fields[i+1])
+			continue
+		}
+		for _, name := range strings.Split(fields[i+1], ",") {
+			if name = strings.TrimSpace(name); name == "" {
+				continue
+			}
+			if err := validateHeader(name, ""); err != nil {
+				return nil, nil, fmt.Errorf("wsgi: trailer header names %q: %w", name, err)
+			}
+			names = append(names, name)
+		}
+	}
+	if len(names) > 0 {
+		declared = []string{strings.Join(names, ", ")}
+	}
+	return rest, declared, nil
 }
 
 // headerFields flattens ASGI headers ([[name, value], ...] of bytes).
@@ -266,29 +316,49 @@ func (x *asgiExchange) Done(exc *cpython.Exception) {
 	x.mu.Unlock()
 }
 
-// serveASGI runs an HTTP request through the ASGI app. It reports whether
-// the connection must be aborted.
-func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) (abort bool) {
+// serveASGI runs an HTTP request through the ASGI app. It returns once
+// the app returned or its response is complete, reporting whether the
+// connection must be aborted. When the app's task runs on past its
+// response (Starlette's BackgroundTasks), rest is what remains to do: wait
+// for the task, bounded by RequestTimeout, and log how it ended; the
+// request must keep its slot until rest returns.
+func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) (abort bool, rest func()) {
 	x := &asgiExchange{loopConn: newLoopConn(h, g.asgi, w, r), bodyCh: make(chan bodyChunk, 1)}
 	var first []byte
 	if r.ContentLength == 0 {
 		first = emptyRequestMessage
 		x.bodyEOF = true
 	}
+	if d := h.cfg.requestTimeout; d > 0 {
+		x.deadline = time.Now().Add(d)
+	}
 	handle := cpython.Register(cpython.ASGIRequest(x))
-	defer handle.Release()
+	defer func() {
+		if rest == nil { // also after a panic of our own
+			x.conn.Release()
+			handle.Release()
+		}
+	}()
 	conn, err := g.asgi.Start(handle, scope, first)
 	if err != nil {
 		h.internalError(w, err)
-		return false
+		return false, nil
 	}
 	x.conn = conn
-	defer conn.Release()
 	abort = x.serve()
 	if !x.settleBody() {
 		abort = true
 	}
-	return abort
+	if x.runsOn {
+		// From here on the exchange never touches w or r.Body.
+		x.detached.Store(true)
+		rest = func() {
+			defer handle.Release()
+			defer x.conn.Release()
+			x.afterResponse()
+		}
+	}
+	return abort, rest
 }
 
 // settleBody leaves the request body as net/http needs it when the
@@ -308,8 +378,12 @@ func (x *asgiExchange) settleBody() bool {
 		}
 		x.reading = false
 		_ = x.controller().SetReadDeadline(time.Time{})
-		x.bodyEOF = true // what was left is dropped below, or the connection closed
-		return false
+		if !x.finished {
+			x.bodyEOF = true // the connection is closed: the rest is dropped
+			return false
+		}
+		// The response is whole: drop the rest of the body below, as
+		// when no read was in flight.
 	}
 	if !x.duplex || x.bodyEOF {
 		return true
@@ -325,12 +399,18 @@ func (x *asgiExchange) settleBody() bool {
 func (x *asgiExchange) serve() (abort bool) {
 	ctxDone := x.r.Context().Done()
 	var graceTimer, timeout <-chan time.Time
-	if d := x.h.cfg.requestTimeout; d > 0 {
-		t := time.NewTimer(d)
+	if !x.deadline.IsZero() {
+		t := time.NewTimer(time.Until(x.deadline))
 		defer t.Stop()
 		timeout = t.C
 	}
 	for !x.done {
+		if x.finished {
+			// The client has the whole response; the app's task runs
+			// on (serveASGI hands the rest to afterResponse).
+			x.runsOn = true
+			return x.shortBody()
+		}
 		select {
 		case <-timeout:
 			return x.timedOut()
@@ -459,12 +539,13 @@ func (x *asgiExchange) deliverBody(c bodyChunk) {
 func (x *asgiExchange) handle(ev asgiEvent) {
 	switch ev.kind {
 	case "http.response.start":
-		x.head = ev.head
-		if ev.trailers {
-			x.head.header["Trailer"] = nil // trailers are sent with http.TrailerPrefix
-		}
-		x.sendHead()
+		// Held until the first body message, as the ASGI spec asks: an
+		// app that fails before it still gets a clean 500.
+		x.head, x.started = ev.head, true
 	case "http.response.body":
+		if !x.sent {
+			x.sendHead()
+		}
 		x.writeBody(ev.body)
 		x.wroteOut(len(ev.body))
 		if !ev.more && !x.trailers {
@@ -478,6 +559,9 @@ func (x *asgiExchange) handle(ev asgiEvent) {
 			x.finished = true
 		}
 	case "http.response.pathsend":
+		if !x.sent {
+			x.sendHead()
+		}
 		x.sendFile(ev.path)
 		x.finished = true
 	case "done":
@@ -490,10 +574,7 @@ func (x *asgiExchange) sendHead() {
 	x.sent = true
 	hdr := x.w.Header()
 	for k, v := range x.head.header {
-		if k == "Trailer" {
-			continue
-		}
-		hdr[k] = v
+		hdr[k] = v // a Trailer header declares trailers to net/http
 	}
 	if _, ok := x.head.header["Content-Type"]; !ok {
 		hdr["Content-Type"] = nil // no sniffing
@@ -506,7 +587,8 @@ func (x *asgiExchange) sendHead() {
 	x.w.WriteHeader(st)
 	if x.trailers {
 		// Trailers need a chunked body: send the head now, before
-		// net/http could choose a Content-Length.
+		// net/http could choose a Content-Length (undeclared trailers
+		// are sent with http.TrailerPrefix).
 		_ = x.flush()
 	}
 }
@@ -586,7 +668,7 @@ func (x *asgiExchange) finish() (abort bool) {
 		pe := newPythonError(x.exc)
 		err = pe
 		attrs = append(attrs, "error", pe.Error(), "traceback", pe.Traceback)
-	case !x.sent:
+	case !x.started:
 		err = errors.New("wsgi: the ASGI app returned without starting a response")
 		attrs = append(attrs, "error", err.Error())
 	case !x.finished && x.werr == nil:
@@ -594,12 +676,7 @@ func (x *asgiExchange) finish() (abort bool) {
 		attrs = append(attrs, "error", err.Error())
 	}
 	if err == nil {
-		if cl := x.head.contentLength; !x.noBody && cl >= 0 && x.written < cl && x.werr == nil {
-			x.h.cfg.logger.Error("wsgi: app sent less than its Content-Length; closing the connection",
-				"content_length", cl, "sent", x.written, "path", x.r.URL.Path)
-			return true
-		}
-		return false
+		return x.shortBody()
 	}
 	switch {
 	case x.werr != nil:
@@ -617,6 +694,57 @@ func (x *asgiExchange) finish() (abort bool) {
 	x.h.cfg.logger.Error("wsgi: app failed", attrs...)
 	x.h.internalError(x.w, err)
 	return false
+}
+
+// shortBody reports (and logs) a complete response whose body is shorter
+// than its Content-Length: the connection must be aborted.
+func (x *asgiExchange) shortBody() bool {
+	if cl := x.head.contentLength; !x.noBody && cl >= 0 && x.written < cl && x.werr == nil {
+		x.h.cfg.logger.Error("wsgi: app sent less than its Content-Length; closing the connection",
+			"content_length", cl, "sent", x.written, "path", x.r.URL.Path)
+		return true
+	}
+	return false
+}
+
+// afterResponse waits for an app's task that runs on after its response
+// was completed (and ServeHTTP returned): receive() answers
+// http.disconnect, RequestTimeout cancels the task, and an exception is
+// logged. It never touches the ResponseWriter or the request body.
+func (x *asgiExchange) afterResponse() {
+	var timeout <-chan time.Time
+	if !x.deadline.IsZero() {
+		t := time.NewTimer(time.Until(x.deadline))
+		defer t.Stop()
+		timeout = t.C
+	}
+	for !x.done {
+		select {
+		case <-x.notify:
+		case <-timeout:
+			x.gone.Store(true)
+			x.a.Cancel(x.conn)
+			x.h.cfg.logger.Error("wsgi: request timed out after its response; the app's task was cancelled",
+				"timeout", x.h.cfg.requestTimeout, "method", x.r.Method, "path", x.r.URL.Path)
+			return
+		}
+		x.mu.Lock()
+		events := x.events
+		x.events = nil
+		x.mu.Unlock()
+		for _, ev := range events {
+			if ev.kind == "done" { // the loop refuses any other message now
+				x.done, x.exc = true, ev.exc
+			}
+		}
+		x.answerAll(httpDisconnect)
+	}
+	x.gone.Store(true)
+	if x.exc != nil {
+		pe := newPythonError(x.exc)
+		x.h.cfg.logger.Error("wsgi: app raised after completing its response",
+			"method", x.r.Method, "path", x.r.URL.Path, "error", pe.Error(), "traceback", pe.Traceback)
+	}
 }
 
 // buildScope makes the ASGI scope of a request, value-encoded for the
@@ -689,6 +817,9 @@ func buildScope(r *http.Request, prefix string, kind string, p peer, relative bo
 	if r.Host != "" {
 		count++
 	}
+	if len(r.TransferEncoding) > 0 {
+		count++ // net/http moved it out of r.Header; apps expect it
+	}
 	e.List(count)
 	if r.Host != "" {
 		e.List(2)
@@ -702,6 +833,11 @@ func buildScope(r *http.Request, prefix string, kind string, p peer, relative bo
 			e.Bytes(lower)
 			e.Bytes(v)
 		}
+	}
+	if len(r.TransferEncoding) > 0 {
+		e.List(2)
+		e.Bytes("transfer-encoding")
+		e.Bytes(strings.Join(r.TransferEncoding, ", "))
 	}
 	e.Str("server")
 	e.List(2)
@@ -851,17 +987,36 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g := h.current()
 	var abort bool
+	var rest func()
 	func() {
-		defer func() { g.unref(); <-h.slots }() // even if our own code panics
+		defer func() { // even if our own code panics
+			if rest == nil {
+				g.unref()
+				<-h.slots
+			}
+		}()
 		switch {
 		case g.asgi == nil:
 			h.internalError(w, g.err)
 		case kind == "websocket":
 			h.serveASGIWebSocket(g, w, r, scope)
 		default:
-			abort = h.serveASGI(g, w, r, scope)
+			abort, rest = h.serveASGI(g, w, r, scope)
 		}
 	}()
+	if rest != nil {
+		// The task outlives the response: it keeps the slot (Stats
+		// counts it busy) and Shutdown waits for it.
+		h.inflight.Add(1)
+		go func() {
+			defer func() {
+				g.unref()
+				<-h.slots
+				h.inflight.Done()
+			}()
+			rest()
+		}()
+	}
 	if abort {
 		panic(http.ErrAbortHandler)
 	}

@@ -26,14 +26,25 @@ type loopConn struct {
 	waiting bool       // a send() waits for Drained
 	notify  chan struct{}
 	gone    atomic.Bool // the client left or the exchange is over: send() raises
+	// detached: the response is complete and ServeHTTP returned while
+	// the app's task runs on.
+	detached atomic.Bool
 }
 
 func newLoopConn(h *Handler, a *cpython.ASGI, w http.ResponseWriter, r *http.Request) loopConn {
 	return loopConn{h: h, a: a, w: w, r: r, notify: make(chan struct{}, 1)}
 }
 
-// Context implements cpython.ASGIRequest.
-func (c *loopConn) Context() context.Context { return c.r.Context() }
+// Context implements cpython.ASGIRequest. Once the response is complete,
+// net/http has cancelled the request's context, but the app's remaining
+// work (and its gohost calls) goes on: it gets the values without the
+// cancellation.
+func (c *loopConn) Context() context.Context {
+	if c.detached.Load() {
+		return context.WithoutCancel(c.r.Context())
+	}
+	return c.r.Context()
+}
 
 // Want implements cpython.ASGIRequest: a receive() waits.
 func (c *loopConn) Want() {

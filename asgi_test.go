@@ -176,7 +176,10 @@ func TestASGIErrors(t *testing.T) {
 			assert.Equal(t, tt.body, body)
 			assert.Equal(t, tt.truncated, truncated)
 			if tt.log != "" {
-				assert.Contains(t, logs.String(), tt.log)
+				// Logged when the app's task ends, which may be after
+				// the response.
+				assert.True(t, waitFor(5*time.Second, func() bool { return strings.Contains(logs.String(), tt.log) }),
+					"log %q in %s", tt.log, logs.String())
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -75,12 +76,19 @@ func TestAppFailures(t *testing.T) {
 			assert.Equal(t, tt.body, body)
 			assert.Equal(t, tt.truncated, truncated, "connection aborted")
 			if tt.log != "" {
-				assert.Contains(t, logs.String(), tt.log)
+				// close() runs after the response: its log may follow it.
+				assert.True(t, waitFor(5*time.Second, func() bool { return strings.Contains(logs.String(), tt.log) }),
+					"log %q in %s", tt.log, logs.String())
 			}
 		})
 	}
-	// close() ran exactly once per request, on every path.
+	// close() ran exactly once per request, on every path (once the
+	// last one, which runs after its response, is done).
 	closes := map[string]float64{}
+	waitFor(5*time.Second, func() bool {
+		getJSON(t, h, "/closes", &closes)
+		return h.Stats().Busy == 0
+	})
 	getJSON(t, h, "/closes", &closes)
 	for _, tt := range tests {
 		assert.Equal(t, float64(tt.closes), closes[tt.path], "close() calls for %s", tt.path)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gowsgi/wsgi/internal/cpython"
@@ -31,6 +32,10 @@ type exchange struct {
 	sentBody
 	werr   error // writing to the client failed: the client is gone
 	duplex bool  // full duplex enabled: the app may read after writing
+	// over: the response is settled and ServeHTTP may have returned; the
+	// app's close() may still run, but w and the request body are
+	// net/http's again. Atomic: app threads may call Context.
+	over atomic.Bool
 
 	body    bodyReader
 	pending []byte // a wsgi.input result waiting for Take
@@ -77,8 +82,14 @@ func (stateError) StateError()     {}
 
 var errClientGone = errors.New("wsgi: client disconnected")
 
+// errResponseOver is raised by what close() may no longer do.
+var errResponseOver = stateError("wsgi: the response is complete: start_response, write() and wsgi.input can no longer be used")
+
 // StartResponse implements start_response (PEP 3333).
 func (x *exchange) StartResponse(packed string, nheaders int, hasExcInfo bool) (int, string) {
+	if x.over.Load() {
+		return cpython.StartResponseState, string(errResponseOver)
+	}
 	if x.started && !hasExcInfo {
 		return cpython.StartResponseState, "wsgi: start_response called a second time without exc_info"
 	}
@@ -103,6 +114,9 @@ func (x *exchange) StartResponse(packed string, nheaders int, hasExcInfo bool) (
 
 // Write implements the write() callable that start_response returns.
 func (x *exchange) Write(p []byte) error {
+	if x.over.Load() {
+		return errResponseOver
+	}
 	if !x.started {
 		return stateError("wsgi: write() called before start_response")
 	}
@@ -113,6 +127,9 @@ func (x *exchange) Write(p []byte) error {
 // body is left to Take, which reads it from the client straight into the
 // app's bytes object.
 func (x *exchange) Read(op int, n int64) (int64, bool, error) {
+	if x.over.Load() {
+		return 0, false, errResponseOver
+	}
 	if op != cpython.ReadLineOp {
 		if d := x.body.direct(n); d > 0 {
 			x.directLen = d
@@ -146,8 +163,15 @@ func (x *exchange) Take(dst []byte) (int, error) {
 	return n, nil
 }
 
-// Context is the request's context, for Go functions the app calls.
-func (x *exchange) Context() context.Context { return x.r.Context() }
+// Context is the request's context, for Go functions the app calls. Once
+// the response is out net/http cancels it, but close() goes on: it gets
+// the values without the cancellation.
+func (x *exchange) Context() context.Context {
+	if x.over.Load() {
+		return context.WithoutCancel(x.r.Context())
+	}
+	return x.r.Context()
+}
 
 // LogErrors implements wsgi.errors: one log record per line.
 func (x *exchange) LogErrors(text []byte) {
@@ -323,44 +347,42 @@ func (x *exchange) setLengthIfUnset(n int64) {
 // called start_response.
 var errNoStart = errors.New("wsgi: the app returned a body without calling start_response")
 
-// serve drives the app's body from its first step to the end. It returns
-// true when the connection must be aborted because the response cannot
-// be completed correctly.
+// serve drives the app's body from its first step to the end of the
+// response. It returns true when the connection must be aborted because
+// the response cannot be completed correctly. It leaves the body's close()
+// to the caller, for after the response is out.
 func (x *exchange) serve(call *cpython.Call, st cpython.Step, buf []byte) (abort bool) {
 	for {
 		switch st.Kind {
 		case cpython.Error:
-			x.finish(call)
 			return x.fail(newPythonError(st.Err))
 		case cpython.Done:
 			if st.Err != nil {
 				x.logCloseError(st.Err)
 			}
 			return x.complete(buf[:st.Copied])
+		case cpython.End:
+			return x.complete(nil)
 		case cpython.List:
-			return x.serveList(call, st.Views)
+			return x.serveList(st.Views)
 		case cpython.File:
-			return x.serveFile(call, st)
+			return x.serveFile(st)
 		case cpython.Chunk:
 			if len(st.Data) > 0 {
 				if !x.started {
-					x.finish(call)
 					return x.fail(errNoStart)
 				}
 				err := x.writeBody(st.Data, true)
 				if err != nil || x.noBody || x.lengthReached() {
-					x.finish(call)
 					return x.checkLength()
 				}
 			}
 			if x.r.Context().Err() != nil {
 				x.werr = errClientGone
-				x.finish(call)
 				return false
 			}
 			st = call.Next()
 		default:
-			x.finish(call)
 			return x.fail(fmt.Errorf("wsgi: internal error: unknown step %d", st.Kind))
 		}
 	}
@@ -385,9 +407,8 @@ func (x *exchange) complete(final []byte) bool {
 	return x.checkLength()
 }
 
-func (x *exchange) serveList(call *cpython.Call, views [][]byte) bool {
+func (x *exchange) serveList(views [][]byte) bool {
 	if !x.started {
-		x.finish(call)
 		return x.fail(errNoStart)
 	}
 	var total int64
@@ -403,17 +424,15 @@ func (x *exchange) serveList(call *cpython.Call, views [][]byte) bool {
 	if !x.sent {
 		x.sendHead()
 	}
-	x.finish(call)
 	return x.checkLength()
 }
 
 // serveFile sends a wsgi.file_wrapper's regular file with io.Copy, which
 // net/http turns into sendfile(2).
-func (x *exchange) serveFile(call *cpython.Call, st cpython.Step) bool {
+func (x *exchange) serveFile(st cpython.Step) bool {
 	f := os.NewFile(uintptr(st.FD), "wsgi.file_wrapper")
 	defer f.Close()
 	if !x.started {
-		x.finish(call)
 		return x.fail(errNoStart)
 	}
 	remaining := max(st.Size-st.Offset, 0)
@@ -427,7 +446,6 @@ func (x *exchange) serveFile(call *cpython.Call, st cpython.Step) bool {
 	}
 	if !x.noBody && n > 0 {
 		if _, err := f.Seek(st.Offset, io.SeekStart); err != nil {
-			x.finish(call)
 			x.h.cfg.logger.Error("wsgi: seeking wsgi.file_wrapper file", "error", err)
 			return true
 		}
@@ -437,7 +455,6 @@ func (x *exchange) serveFile(call *cpython.Call, st cpython.Step) bool {
 			x.werr = err
 		}
 	}
-	x.finish(call)
 	return x.checkLength()
 }
 

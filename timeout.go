@@ -9,13 +9,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gowsgi/wsgi/internal/cpython"
 )
 
 // Options.RequestTimeout for WSGI apps: the Python part of the request
-// runs on a goroutine of its own, so that ServeHTTP can answer 504 on time
-// whatever Python is doing. Python is then interrupted with an
+// runs on a goroutine of its own (runPython), so that ServeHTTP can answer
+// 504 on time whatever Python is doing. Python is then interrupted with an
 // asynchronous exception (it fires when the thread next runs Python
 // bytecode, not inside a C call such as time.sleep), and the request keeps
 // its Python slot until Python gives it back. The ResponseWriter and the
@@ -160,58 +158,4 @@ func (b *guardedBody) timeOut(ctrl *http.ResponseController) {
 	for i := 0; i < 200 && b.inRead.Load() > 0; i++ {
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// runWithTimeout runs the Python part of a WSGI request on a goroutine of
-// its own and answers 504 when it takes longer than the request timeout.
-// It owns env, the slot and the request's in-flight count, and gives them
-// back when Python is done, which may be after ServeHTTP returned.
-func (h *Handler) runWithTimeout(w http.ResponseWriter, r *http.Request, env *environ) (abort bool, lo *leftover) {
-	gw := newGuardedWriter(w)
-	body := &guardedBody{r: r.Body}
-	r2 := r.WithContext(r.Context())
-	r2.Body = io.NopCloser(body)
-	type result struct {
-		abort bool
-		lo    *leftover
-	}
-	done := make(chan result, 1)
-	var ident atomic.Uint64 // the Python thread of the request, for the interrupt
-	var timedOut atomic.Bool
-	h.inflight.Add(1) // the goroutine's own hold, released when Python is done
-	go func() {
-		defer h.inflight.Done()
-		abort, lo := h.run(gw, r2, env.bytes(), &ident)
-		if timedOut.Load() {
-			// Python finished after all: clear a pending interrupt so
-			// that it cannot hit the thread's next request.
-			cpython.Interrupt(ident.Load(), false)
-			h.stuck.Add(-1)
-		}
-		h.envs.Put(env)
-		<-h.slots
-		done <- result{abort, lo}
-	}()
-	timer := time.NewTimer(h.cfg.requestTimeout)
-	defer timer.Stop()
-	select {
-	case res := <-done:
-		return res.abort, res.lo
-	case <-timer.C:
-	}
-	timedOut.Store(true)
-	h.stuck.Add(1)
-	wrote := gw.timeOut()
-	body.timeOut(http.NewResponseController(w))
-	if id := ident.Load(); id != 0 {
-		cpython.Interrupt(id, true)
-	}
-	h.cfg.logger.Error("wsgi: request timed out; Python was interrupted and keeps its thread until it returns",
-		"timeout", h.cfg.requestTimeout, "method", r.Method, "path", r.URL.Path)
-	if wrote {
-		return true, nil // the response started: cut it
-	}
-	w.Header().Set("Connection", "close")
-	plainError(w, http.StatusGatewayTimeout, "request timed out")
-	return false, nil
 }

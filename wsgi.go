@@ -279,16 +279,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.envs.Put(env)
 		return
 	}
-	var abort bool
-	var lo *leftover
-	if h.cfg.requestTimeout > 0 {
-		abort, lo = h.runWithTimeout(w, r, env) // gives env and the slot back itself
-	} else {
-		func() {
-			defer func() { h.envs.Put(env); <-h.slots }() // even if our own code panics
-			abort, lo = h.run(w, r, env.bytes(), nil)
-		}()
-	}
+	abort, lo := h.runPython(w, r, env) // gives env and the slot back itself
 	if lo != nil && !lo.drain() {
 		abort = true
 	}
@@ -340,18 +331,18 @@ func (h *Handler) acquire(ctx context.Context) bool {
 	}
 }
 
-// run calls the app and streams its response. It reports whether the
-// connection must be aborted.
-// ident, when not nil, receives the Python thread's identifier (for an
-// interrupt).
-// The body the app left unread is returned in lo, to be drained once the
-// request has given its thread back.
-func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, ident *atomic.Uint64) (abort bool, lo *leftover) {
+// run calls the app and streams its response, on the request's Python
+// goroutine (runPython). Once the response is out it settles p, telling
+// ServeHTTP whether the connection must be aborted and what body the app
+// left unread (to be drained once the request has given its thread back);
+// only then does it call the body's close().
+func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyRequest) {
 	g := h.current()
 	defer g.unref()
 	if g.app == nil { // the last reload failed
 		h.internalError(w, g.err)
-		return false, nil
+		p.settle(settlement{})
+		return
 	}
 	x := h.exchanges.Get().(*exchange)
 	x.reset(h, w, r)
@@ -360,12 +351,16 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, ident 
 
 	// Every Python step of this request must use the same thread state.
 	runtime.LockOSThread()
-	if ident != nil {
-		ident.Store(cpython.ThreadIdent())
-	}
+	p.started(cpython.ThreadIdent())
 	var call cpython.Call
+	var s settlement
+	ok := false
 	defer func() {
-		x.finish(&call) // after a panic in our own code, still close() the body
+		// The response is out: ServeHTTP may return while close() runs.
+		x.over.Store(true)
+		s.abort = s.abort || !ok // a panic of our own code
+		p.settle(s)
+		x.finish(&call) // after a panic in our own code too
 		runtime.UnlockOSThread()
 		handle.Release()
 		h.bufs.Put(bufp)
@@ -374,11 +369,11 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, ident 
 		h.exchanges.Put(x)
 	}()
 	st := g.app.Start(&call, handle, env, *bufp)
-	abort = x.serve(&call, st, *bufp)
-	if !abort {
-		lo = x.leftover()
+	s.abort = x.serve(&call, st, *bufp)
+	if !s.abort {
+		s.lo = x.leftover()
 	}
-	return abort, lo
+	ok = true
 }
 
 // internalError answers 500, with the traceback when Debug is on.

@@ -144,6 +144,46 @@ async def app(scope, receive, send):
         await respond(send, 200, b"slow")
     elif path == "/system-exit":
         raise SystemExit(3)
+    elif path == "/start-then-raise":
+        # Nothing reached the wire: the client must get a clean 500.
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        raise ValueError("boom after start, before any body")
+    elif path == "/trailers-declared":
+        # RFC 9110 section 6.6.2: announce the trailer fields in the head.
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"text/plain"), (b"trailer", b"x-checksum, x-count")]})
+        await send({"type": "http.response.body", "body": b"with ", "more_body": True})
+        await send({"type": "http.response.body", "body": b"trailers"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc123"), (b"x-count", b"2")]})
+    elif path.startswith("/background"):
+        # Work after the last body message (Starlette's BackgroundTasks):
+        # the client must have the whole response before it runs.
+        query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
+        delay = float(query.get("d", "0"))
+        tag = query.get("tag", path)
+        if path == "/background-stream":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            for i in range(3):
+                await send({"type": "http.response.body", "body": b"chunk %d\n" % i, "more_body": True})
+                await asyncio.sleep(0.01)  # each chunk is flushed: the body is chunked
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await respond(send, 200, b"Hello, world!")
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            events.append("background cancelled " + tag)
+            raise
+        # After the response, receive() says the exchange is over.
+        message = await asyncio.wait_for(receive(), 2)
+        while message["type"] == "http.request" and message.get("more_body"):
+            message = await asyncio.wait_for(receive(), 2)
+        if message["type"] == "http.request":
+            message = await asyncio.wait_for(receive(), 2)
+        events.append("background %s received %s" % (tag, message["type"]))
+        if path == "/background-raise":
+            raise ValueError("background task failed")
+        events.append("background done " + tag)
     else:
         await respond(send, 404, b"no route " + path.encode())
 

@@ -228,6 +228,7 @@ const (
 	List  StepKind = C.WSGI_STEP_LIST
 	File  StepKind = C.WSGI_STEP_FILE
 	Error StepKind = C.WSGI_STEP_ERROR
+	End   StepKind = C.WSGI_STEP_END
 )
 
 // Step is the outcome of Start or Next.
@@ -278,8 +279,8 @@ func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte) Step {
 	return c.result()
 }
 
-// Next takes the next body chunk; at the end of the body the request is
-// closed and Next returns Done.
+// Next takes the next body chunk; at the end of the body it returns End,
+// and the request waits for Finish to call close().
 func (c *Call) Next() Step {
 	C.wsgi_req_next(c.req, &c.step)
 	return c.result()

@@ -943,7 +943,7 @@ static void step_error(wsgi_step *step) {
 }
 
 // Takes the next item of req->iter into step.
-static void next_chunk(wsgi_req *req, wsgi_step *step, wsgi_req **reqp) {
+static void next_chunk(wsgi_req *req, wsgi_step *step) {
     Py_CLEAR(req->chunk);
     PyObject *item = PyIter_Next(req->iter);
     if (item == NULL) {
@@ -951,8 +951,9 @@ static void next_chunk(wsgi_req *req, wsgi_step *step, wsgi_req **reqp) {
             step_error(step);
             return;
         }
-        *reqp = NULL;
-        finish_done(req, step, 0);
+        // close() waits for wsgi_req_finish: the client gets the whole
+        // response before the app's post-response work runs.
+        step->kind = WSGI_STEP_END;
         return;
     }
     if (!PyBytes_Check(item)) {
@@ -1096,7 +1097,7 @@ void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env, int64_t en
     }
     req->iter = PyObject_GetIter(result);
     if (req->iter == NULL) goto error;
-    next_chunk(req, step, reqp);
+    next_chunk(req, step);
     leave_req();
     return;
 
@@ -1112,8 +1113,7 @@ void wsgi_req_next(wsgi_req *req, wsgi_step *step) {
         PyErr_SetString(PyExc_SystemError, "wsgi: next on a request without an iterator");
         step_error(step);
     } else {
-        wsgi_req *r = req;
-        next_chunk(req, step, &r);
+        next_chunk(req, step);
     }
     leave_req();
 }

@@ -35,6 +35,7 @@ enum {
     WSGI_STEP_LIST = 2,   // a list/tuple body too big to copy: iov/niov
     WSGI_STEP_FILE = 3,   // wsgi.file_wrapper over a regular file: fd (a dup, the caller closes it) from offset
     WSGI_STEP_ERROR = 4,  // the app raised: err is set; call wsgi_req_finish
+    WSGI_STEP_END = 5,    // the iterable is exhausted; call wsgi_req_finish (close()) once the response is out
 };
 
 typedef struct {

@@ -57,6 +57,7 @@ const (
 	List
 	File
 	Error
+	End
 )
 
 // Step is the outcome of Start or Next.

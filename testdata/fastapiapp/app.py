@@ -6,9 +6,10 @@ import asyncio
 import hashlib
 from typing import List
 
-from fastapi import FastAPI, Form, Request, WebSocket, WebSocketDisconnect
+from fastapi import BackgroundTasks, FastAPI, Form, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 
 app = FastAPI()
 startups = []
@@ -142,3 +143,33 @@ async def ws(websocket: WebSocket):
                 await websocket.send_bytes(message["bytes"][::-1])
     except WebSocketDisconnect:
         pass
+
+
+# Work after the response (post_response_test.go): the client must have the
+# whole response before it runs.
+background_done = []
+
+
+async def _slow_task(tag: str, delay: float):
+    await asyncio.sleep(delay)
+    background_done.append(tag)
+
+
+@app.post("/background", response_class=PlainTextResponse)
+async def background(tag: str, background_tasks: BackgroundTasks):
+    background_tasks.add_task(_slow_task, tag, 0.8)
+    return "queued"
+
+
+@app.get("/background-stream")
+async def background_stream(tag: str):
+    async def chunks():
+        for i in range(3):
+            yield "chunk %d\n" % i
+
+    return StreamingResponse(chunks(), media_type="text/plain", background=BackgroundTask(_slow_task, tag, 0.6))
+
+
+@app.get("/background-done")
+async def background_list():
+    return background_done

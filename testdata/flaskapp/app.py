@@ -20,6 +20,7 @@ to where it is mounted:
 
 import hashlib
 import threading
+import time
 
 from flask import Flask, Response, jsonify, redirect, request, url_for
 
@@ -125,3 +126,26 @@ def gated():
 def release():
     _gate(request.args["token"]).set()
     return Response("released", mimetype="text/plain")
+
+
+# Work after the response (post_response_test.go): call_on_close runs in
+# the body's close(), which must not hold the response back.
+closed_on = []
+
+
+@app.route("/call-on-close")
+def call_on_close():
+    tag = request.args["tag"]
+    resp = Response("closing later", mimetype="text/plain")
+
+    @resp.call_on_close
+    def slow():
+        time.sleep(0.8)
+        closed_on.append(tag)
+
+    return resp
+
+
+@app.route("/closed-on")
+def closed_on_list():
+    return jsonify(closed_on)

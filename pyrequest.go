@@ -1,0 +1,181 @@
+package wsgi
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/gowsgi/wsgi/internal/cpython"
+)
+
+// The Python part of a WSGI request runs on a goroutine of its own, so
+// that ServeHTTP can return (and net/http complete the response: the last
+// flush, the chunked terminator, the connection free for its next request)
+// as soon as the app's iterable is exhausted, while the body's close()
+// (Flask's call_on_close, Django's request_finished) still runs on the
+// request's Python thread state. That goroutine keeps the request's slot
+// and its in-flight count until Python is done. It also lets ServeHTTP
+// answer 504 on time whatever Python does (Options.RequestTimeout).
+//
+// The cost is a goroutine start and two switches per request. The
+// alternatives cannot keep close() on the request's thread state: the
+// state belongs to the OS thread the goroutine is pinned to, and net/http
+// ends the response only when ServeHTTP's goroutine returns.
+
+// settlement is how a response ended, for ServeHTTP.
+type settlement struct {
+	abort bool      // cut the connection
+	lo    *leftover // request body to drain
+}
+
+// pyRequest is what ServeHTTP and the Python goroutine of one request
+// share.
+type pyRequest struct {
+	h       *Handler
+	method  string
+	path    string
+	settled chan settlement // the response is out (or failed): one value
+
+	mu       sync.Mutex
+	ident    uint64        // the Python thread, for an interrupt; 0 until known
+	answered bool          // ServeHTTP returned: only Python is left
+	pyDone   bool          // Python returned
+	timedOut bool          // RequestTimeout passed
+	expired  chan struct{} // closed when RequestTimeout passes
+	once     sync.Once
+}
+
+// settle hands ServeHTTP its answer; later calls do nothing.
+func (p *pyRequest) settle(s settlement) {
+	p.once.Do(func() { p.settled <- s })
+}
+
+// started records the Python thread of the request.
+func (p *pyRequest) started(ident uint64) {
+	p.mu.Lock()
+	p.ident = ident
+	p.mu.Unlock()
+}
+
+// expire runs when RequestTimeout passes. While ServeHTTP waits, it wakes
+// it (ServeHTTP answers 504, then interrupts); after, it interrupts the
+// app's post-response work itself.
+func (p *pyRequest) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pyDone {
+		return
+	}
+	p.timedOut = true
+	p.h.stuck.Add(1)
+	if p.answered {
+		p.interruptLocked("wsgi: request timed out after its response; Python was interrupted and keeps its thread until it returns")
+	}
+	close(p.expired)
+}
+
+// interruptLocked raises RequestTimeout in the request's Python thread.
+func (p *pyRequest) interruptLocked(msg string) {
+	if p.ident != 0 {
+		cpython.Interrupt(p.ident, true)
+	}
+	p.h.cfg.logger.Error(msg, "timeout", p.h.cfg.requestTimeout, "method", p.method, "path", p.path)
+}
+
+// answer records that ServeHTTP returns with the response settled; a
+// timeout that passed meanwhile interrupts the work left.
+func (p *pyRequest) answer() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.answered = true
+	if p.timedOut && !p.pyDone {
+		p.interruptLocked("wsgi: request timed out after its response; Python was interrupted and keeps its thread until it returns")
+	}
+}
+
+// finished records that Python returned; a pending interrupt that did not
+// fire is taken back so that it cannot hit the thread's next request.
+func (p *pyRequest) finished() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pyDone = true
+	if p.timedOut {
+		if p.ident != 0 {
+			cpython.Interrupt(p.ident, false)
+		}
+		p.h.stuck.Add(-1)
+	}
+}
+
+// runPython runs the Python part of a WSGI request on a goroutine of its
+// own and returns when the response is settled: complete, failed, or
+// timed out (504, or a cut connection if the response had started). It
+// owns env and the slot, and gives them back when Python is done, which
+// may be after ServeHTTP returned.
+func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ) (abort bool, lo *leftover) {
+	p := &pyRequest{h: h, method: r.Method, path: r.URL.Path, settled: make(chan settlement, 1)}
+	pw, pr := w, r
+	var gw *guardedWriter
+	var body *guardedBody
+	var timer *time.Timer
+	if h.cfg.requestTimeout > 0 {
+		// After a timeout ServeHTTP answers while Python may still run:
+		// guard the writer and the body against the late goroutine.
+		gw = newGuardedWriter(w)
+		body = &guardedBody{r: r.Body}
+		pr = r.WithContext(r.Context())
+		pr.Body = io.NopCloser(body)
+		pw = gw
+		p.expired = make(chan struct{})
+		timer = time.AfterFunc(h.cfg.requestTimeout, p.expire)
+	}
+	h.inflight.Add(1) // the goroutine's own hold, released when Python is done
+	go func() {
+		defer h.inflight.Done()
+		defer func() {
+			if timer != nil {
+				timer.Stop()
+			}
+			p.finished()
+			h.envs.Put(env)
+			<-h.slots
+		}()
+		defer func() {
+			// A panic of our own code: a Go panic may not end the
+			// process from a goroutine net/http does not guard.
+			if v := recover(); v != nil {
+				h.cfg.logger.Error("wsgi: internal error serving a request", "panic", fmt.Sprint(v),
+					"stack", string(debug.Stack()), "path", p.path)
+				p.settle(settlement{abort: true})
+			}
+		}()
+		h.run(pw, pr, env.bytes(), p)
+	}()
+	if p.expired == nil {
+		s := <-p.settled
+		return s.abort, s.lo
+	}
+	select {
+	case s := <-p.settled:
+		p.answer()
+		return s.abort, s.lo
+	case <-p.expired:
+	}
+	wrote := gw.timeOut()
+	body.timeOut(http.NewResponseController(w))
+	p.mu.Lock()
+	p.answered = true
+	if !p.pyDone {
+		p.interruptLocked("wsgi: request timed out; Python was interrupted and keeps its thread until it returns")
+	}
+	p.mu.Unlock()
+	if wrote {
+		return true, nil // the response started: cut it
+	}
+	w.Header().Set("Connection", "close")
+	plainError(w, http.StatusGatewayTimeout, "request timed out")
+	return false, nil
+}
