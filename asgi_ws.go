@@ -71,9 +71,12 @@ type wsExchange struct {
 	ws       *websocket.Conn
 	in       chan wsIncoming
 	finished bool // the connection is over (closed or denied)
-	sentHTTP bool // a denial response started
-	done     bool
-	exc      *cpython.Exception
+	// closeCode is the websocket.disconnect code once finished: the
+	// client's close code, 1006 without one, 1000 for a refused handshake.
+	closeCode int
+	sentHTTP  bool // a denial response started
+	done      bool
+	exc       *cpython.Exception
 }
 
 func (x *wsExchange) Done(exc *cpython.Exception) {
@@ -196,7 +199,7 @@ func requestSubprotocols(r *http.Request) []string {
 var connectMessage = mustEncode(map[string]any{"type": "websocket.connect"})
 
 func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) {
-	x := &wsExchange{loopConn: newLoopConn(h, g.asgi, w, r), in: make(chan wsIncoming)}
+	x := &wsExchange{loopConn: newLoopConn(h, g.asgi, w, r), in: make(chan wsIncoming), closeCode: 1000}
 	handle := cpython.Register(cpython.ASGIRequest(x))
 	defer handle.Release()
 	conn, err := g.asgi.Start(handle, scope, connectMessage)
@@ -244,7 +247,7 @@ func (x *wsExchange) step() {
 		x.handle(ev)
 	}
 	if x.finished && x.pendingWants() > 0 {
-		x.disconnect(1000)
+		x.disconnect(x.closeCode)
 	}
 }
 
@@ -252,12 +255,9 @@ func (x *wsExchange) step() {
 // waiting receive().
 func (x *wsExchange) deliver(m wsIncoming) {
 	if m.err != nil {
-		code := int(websocket.CloseStatus(m.err))
-		if code < 0 {
-			code = 1006 // closed without a close frame
-		}
 		x.finished = true
-		x.disconnect(code)
+		x.closeCode = closeCode(m.err)
+		x.disconnect(x.closeCode)
 		return
 	}
 	x.tookWant()
@@ -268,6 +268,47 @@ func (x *wsExchange) deliver(m wsIncoming) {
 		msg["bytes"] = m.data
 	}
 	_ = x.a.Deliver(x.conn, msg)
+}
+
+// closeCode is the code of the client's close frame that ended a read, or
+// 1006 if the connection ended without one (RFC 6455 §7.1.5).
+func closeCode(err error) int {
+	if code := websocket.CloseStatus(err); code >= 0 {
+		return int(code)
+	}
+	return 1006
+}
+
+// closeHandshake closes the connection for the app and returns the code of
+// the client's answering close frame (RFC 6455 §7.1.5): normally code again,
+// but the client may answer with its own (uvicorn reports the same).
+// Either ws.Close or the read goroutine reads that frame, so this also
+// waits for the reader's last result.
+func (x *wsExchange) closeHandshake(code int, reason string) int {
+	err := x.ws.Close(websocket.StatusCode(code), reason)
+	if c := closeCode(x.readerEnd()); c != 1006 {
+		return c
+	}
+	if err == nil {
+		return code // ws.Close returns nil when the client echoed code
+	}
+	return closeCode(err)
+}
+
+// readerEnd drops the client messages the app will not read and returns
+// the read goroutine's last error, which comes soon: the connection is
+// closed.
+func (x *wsExchange) readerEnd() error {
+	for {
+		select {
+		case m := <-x.in:
+			if m.err != nil {
+				return m.err
+			}
+		case <-x.r.Context().Done():
+			return x.r.Context().Err()
+		}
+	}
 }
 
 // disconnect answers every waiting receive() with websocket.disconnect;
@@ -294,7 +335,7 @@ func (x *wsExchange) handle(ev wsEvent) {
 		ws, err := websocket.Accept(x.w, x.r, opts)
 		if err != nil {
 			x.h.cfg.logger.Info("wsgi: WebSocket handshake failed", "error", err, "path", x.r.URL.Path)
-			x.finished = true
+			x.finished, x.closeCode = true, 1006
 			x.disconnect(1006)
 			return
 		}
@@ -315,7 +356,7 @@ func (x *wsExchange) handle(ev wsEvent) {
 			typ = websocket.MessageText
 		}
 		if err := x.ws.Write(x.r.Context(), typ, ev.data); err != nil {
-			x.finished = true
+			x.finished, x.closeCode = true, 1006
 			x.disconnect(1006)
 		}
 	case "websocket.close":
@@ -325,7 +366,7 @@ func (x *wsExchange) handle(ev wsEvent) {
 				plainError(x.w, http.StatusForbidden, "websocket connection refused")
 			}
 		} else if !x.finished {
-			_ = x.ws.Close(websocket.StatusCode(ev.code), ev.reason)
+			x.closeCode = x.closeHandshake(ev.code, ev.reason)
 		}
 		x.finished = true
 	case "websocket.http.response.start":
