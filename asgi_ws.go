@@ -1,8 +1,10 @@
 package wsgi
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,6 +71,7 @@ type wsExchange struct {
 	closed   bool // websocket.close seen
 
 	ws       *websocket.Conn
+	netConn  net.Conn // under ws, to fail it without waiting (fail)
 	in       chan wsIncoming
 	finished bool // the connection is over (closed or denied)
 	// closeCode is the websocket.disconnect code once finished: the
@@ -332,7 +335,8 @@ func (x *wsExchange) handle(ev wsEvent) {
 		if ev.subprotocol != "" {
 			opts.Subprotocols = []string{ev.subprotocol}
 		}
-		ws, err := websocket.Accept(x.w, x.r, opts)
+		hj := &hijackRecorder{ResponseWriter: x.w}
+		ws, err := websocket.Accept(hj, x.r, opts)
 		if err != nil {
 			x.h.cfg.logger.Info("wsgi: WebSocket handshake failed", "error", err, "path", x.r.URL.Path)
 			x.finished, x.closeCode = true, 1006
@@ -344,7 +348,7 @@ func (x *wsExchange) handle(ev wsEvent) {
 			limit = x.h.cfg.maxBodyBytes
 		}
 		ws.SetReadLimit(limit)
-		x.ws = ws
+		x.ws, x.netConn = ws, hj.conn
 		go x.read()
 	case "websocket.send":
 		defer x.wroteOut(len(ev.data))
@@ -391,6 +395,9 @@ func (x *wsExchange) handle(ev wsEvent) {
 func (x *wsExchange) read() {
 	for {
 		typ, data, err := x.ws.Read(x.r.Context())
+		if err != nil && websocket.CloseStatus(err) < 0 {
+			x.fail()
+		}
 		select {
 		case x.in <- wsIncoming{typ: typ, data: data, err: err}:
 		case <-x.r.Context().Done():
@@ -401,6 +408,35 @@ func (x *wsExchange) read() {
 		}
 	}
 }
+
+// fail ends the connection after a read error: a close frame with 1002,
+// then the TCP close without waiting for the client's answer (RFC 6455
+// §7.1.7). Protocol errors are why it matters: for most, coder/websocket
+// has sent its own close frame (Close then sends none), but after an
+// unmasked frame (§5.1) it sends none and keeps the connection open. The
+// read deadline keeps Close from reading the rest of the bad frame as the
+// client's answer, or waiting 5s for one. After a network error the close
+// frame is lost, which is harmless.
+func (x *wsExchange) fail() {
+	if x.netConn != nil {
+		_ = x.netConn.SetReadDeadline(time.Now())
+	}
+	_ = x.ws.Close(websocket.StatusProtocolError, "")
+}
+
+// hijackRecorder keeps the connection websocket.Accept hijacks.
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = conn
+	return conn, brw, err
+}
+
+func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 func (x *wsExchange) finish() {
 	x.gone.Store(true)

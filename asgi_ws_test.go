@@ -285,3 +285,16 @@ func TestASGIWebSocketDisconnectCode(t *testing.T) {
 		})
 	}
 }
+
+// TestASGIWebSocketUnmaskedFrame checks that an unmasked frame from the
+// client fails the connection (RFC 6455 §5.1): a close frame with 1002, the
+// TCP connection closed, and websocket.disconnect with 1006 for the app, as
+// uvicorn with websockets does (no close frame came from the client).
+func TestASGIWebSocketUnmaskedFrame(t *testing.T) {
+	srv, received := wsRecordServer(t)
+	c := dialRawWebSocket(t, srv, "/unmasked")
+	c.send(t, opText, true, false, []byte("hello"))
+	assert.Equal(t, 1002, c.closeCode(t))
+	c.assertEOF(t)
+	assert.Equal(t, []string{"disconnect 1006"}, received("/unmasked"))
+}
