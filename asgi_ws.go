@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -395,8 +396,11 @@ func (x *wsExchange) handle(ev wsEvent) {
 func (x *wsExchange) read() {
 	for {
 		typ, data, err := x.ws.Read(x.r.Context())
-		if err != nil && websocket.CloseStatus(err) < 0 {
+		switch {
+		case err != nil && websocket.CloseStatus(err) < 0:
 			x.fail()
+		case err == nil && typ == websocket.MessageText && !utf8.Valid(data):
+			err = x.closeInvalidText()
 		}
 		select {
 		case x.in <- wsIncoming{typ: typ, data: data, err: err}:
@@ -422,6 +426,19 @@ func (x *wsExchange) fail() {
 		_ = x.netConn.SetReadDeadline(time.Now())
 	}
 	_ = x.ws.Close(websocket.StatusProtocolError, "")
+}
+
+// closeInvalidText closes the connection with 1007 for a text message that
+// is not UTF-8 (RFC 6455 §8.1), which coder/websocket does not check; the
+// app never sees the message. The framing is intact, so unlike fail this
+// waits for the client's close frame, and the app gets its code (normally
+// 1007) in the returned error.
+func (x *wsExchange) closeInvalidText() error {
+	err := x.ws.Close(websocket.StatusInvalidFramePayloadData, "invalid UTF-8")
+	if err == nil { // the client echoed 1007
+		err = websocket.CloseError{Code: websocket.StatusInvalidFramePayloadData}
+	}
+	return err
 }
 
 // hijackRecorder keeps the connection websocket.Accept hijacks.

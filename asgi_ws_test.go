@@ -298,3 +298,63 @@ func TestASGIWebSocketUnmaskedFrame(t *testing.T) {
 	c.assertEOF(t)
 	assert.Equal(t, []string{"disconnect 1006"}, received("/unmasked"))
 }
+
+// TestASGIWebSocketTextUTF8 checks that a text message that is not UTF-8
+// never reaches the app and fails the connection with 1007 (RFC 6455 §8.1),
+// and that a valid one split inside a character across frames arrives whole.
+func TestASGIWebSocketTextUTF8(t *testing.T) {
+	srv, received := wsRecordServer(t)
+	type frame struct {
+		op      byte
+		fin     bool
+		payload string
+	}
+	tests := []struct {
+		name   string
+		frames []frame
+		echo   string // what the app sends back; "" if it must close with 1007
+		want   []string
+	}{
+		{"invalid", []frame{{opText, true, "ab\xff\xfe"}}, "", []string{"disconnect 1007"}},
+		{"surrogate", []frame{{opText, true, "\xed\xa0\x80"}}, "", []string{"disconnect 1007"}},
+		{"invalid across fragments", []frame{{opText, false, "h\xc3"}, {opContinuation, true, "x"}}, "",
+			[]string{"disconnect 1007"}},
+		{"valid, split inside a character", []frame{{opText, false, "h\xc3"}, {opContinuation, true, "\xa9llo"}}, "héllo",
+			[]string{`text 'h\xe9llo'`, "disconnect 1000"}},
+		{"binary is not checked", []frame{{opBinary, true, "\xff\xfe"}}, "\xff\xfe",
+			[]string{`bytes b'\xff\xfe'`, "disconnect 1000"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := fmt.Sprintf("/utf8-%d", i)
+			c := dialRawWebSocket(t, srv, path)
+			for _, f := range tt.frames {
+				c.send(t, f.op, f.fin, true, []byte(f.payload))
+			}
+			if tt.echo == "" {
+				assert.Equal(t, 1007, c.closeCode(t))
+				c.sendClose(t, 1007)
+			} else {
+				_, payload, err := c.next()
+				require.NoError(t, err)
+				assert.Equal(t, tt.echo, string(payload))
+				c.sendClose(t, 1000)
+				assert.Equal(t, 1000, c.closeCode(t))
+			}
+			c.assertEOF(t)
+			assert.Equal(t, tt.want, received(path))
+		})
+	}
+
+	t.Run("coder/websocket client", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/utf8-coder", nil)
+		require.NoError(t, err)
+		defer c.CloseNow()
+		require.NoError(t, c.Write(ctx, websocket.MessageText, []byte("ab\xff")))
+		_, _, err = c.Read(ctx)
+		assert.Equal(t, websocket.StatusInvalidFramePayloadData, websocket.CloseStatus(err), "%v", err)
+		assert.Equal(t, []string{"disconnect 1007"}, received("/utf8-coder"))
+	})
+}
