@@ -1,12 +1,15 @@
 package wsgi
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -69,11 +72,15 @@ type wsExchange struct {
 	closed   bool // websocket.close seen
 
 	ws       *websocket.Conn
+	netConn  net.Conn // under ws, to fail it without waiting (fail)
 	in       chan wsIncoming
 	finished bool // the connection is over (closed or denied)
-	sentHTTP bool // a denial response started
-	done     bool
-	exc      *cpython.Exception
+	// closeCode is the websocket.disconnect code once finished: the
+	// client's close code, 1006 without one, 1000 for a refused handshake.
+	closeCode int
+	sentHTTP  bool // a denial response started
+	done      bool
+	exc       *cpython.Exception
 }
 
 func (x *wsExchange) Done(exc *cpython.Exception) {
@@ -196,7 +203,7 @@ func requestSubprotocols(r *http.Request) []string {
 var connectMessage = mustEncode(map[string]any{"type": "websocket.connect"})
 
 func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) {
-	x := &wsExchange{loopConn: newLoopConn(h, g.asgi, w, r), in: make(chan wsIncoming)}
+	x := &wsExchange{loopConn: newLoopConn(h, g.asgi, w, r), in: make(chan wsIncoming), closeCode: 1000}
 	handle := cpython.Register(cpython.ASGIRequest(x))
 	defer handle.Release()
 	conn, err := g.asgi.Start(handle, scope, connectMessage)
@@ -244,7 +251,7 @@ func (x *wsExchange) step() {
 		x.handle(ev)
 	}
 	if x.finished && x.pendingWants() > 0 {
-		x.disconnect(1000)
+		x.disconnect(x.closeCode)
 	}
 }
 
@@ -252,12 +259,9 @@ func (x *wsExchange) step() {
 // waiting receive().
 func (x *wsExchange) deliver(m wsIncoming) {
 	if m.err != nil {
-		code := int(websocket.CloseStatus(m.err))
-		if code < 0 {
-			code = 1006 // closed without a close frame
-		}
 		x.finished = true
-		x.disconnect(code)
+		x.closeCode = closeCode(m.err)
+		x.disconnect(x.closeCode)
 		return
 	}
 	x.tookWant()
@@ -268,6 +272,47 @@ func (x *wsExchange) deliver(m wsIncoming) {
 		msg["bytes"] = m.data
 	}
 	_ = x.a.Deliver(x.conn, msg)
+}
+
+// closeCode is the code of the client's close frame that ended a read, or
+// 1006 if the connection ended without one (RFC 6455 §7.1.5).
+func closeCode(err error) int {
+	if code := websocket.CloseStatus(err); code >= 0 {
+		return int(code)
+	}
+	return 1006
+}
+
+// closeHandshake closes the connection for the app and returns the code of
+// the client's answering close frame (RFC 6455 §7.1.5): normally code again,
+// but the client may answer with its own (uvicorn reports the same).
+// Either ws.Close or the read goroutine reads that frame, so this also
+// waits for the reader's last result.
+func (x *wsExchange) closeHandshake(code int, reason string) int {
+	err := x.ws.Close(websocket.StatusCode(code), reason)
+	if c := closeCode(x.readerEnd()); c != 1006 {
+		return c
+	}
+	if err == nil {
+		return code // ws.Close returns nil when the client echoed code
+	}
+	return closeCode(err)
+}
+
+// readerEnd drops the client messages the app will not read and returns
+// the read goroutine's last error, which comes soon: the connection is
+// closed.
+func (x *wsExchange) readerEnd() error {
+	for {
+		select {
+		case m := <-x.in:
+			if m.err != nil {
+				return m.err
+			}
+		case <-x.r.Context().Done():
+			return x.r.Context().Err()
+		}
+	}
 }
 
 // disconnect answers every waiting receive() with websocket.disconnect;
@@ -291,10 +336,11 @@ func (x *wsExchange) handle(ev wsEvent) {
 		if ev.subprotocol != "" {
 			opts.Subprotocols = []string{ev.subprotocol}
 		}
-		ws, err := websocket.Accept(x.w, x.r, opts)
+		hj := &hijackRecorder{ResponseWriter: x.w}
+		ws, err := websocket.Accept(hj, x.r, opts)
 		if err != nil {
 			x.h.cfg.logger.Info("wsgi: WebSocket handshake failed", "error", err, "path", x.r.URL.Path)
-			x.finished = true
+			x.finished, x.closeCode = true, 1006
 			x.disconnect(1006)
 			return
 		}
@@ -303,7 +349,7 @@ func (x *wsExchange) handle(ev wsEvent) {
 			limit = x.h.cfg.maxBodyBytes
 		}
 		ws.SetReadLimit(limit)
-		x.ws = ws
+		x.ws, x.netConn = ws, hj.conn
 		go x.read()
 	case "websocket.send":
 		defer x.wroteOut(len(ev.data))
@@ -315,7 +361,7 @@ func (x *wsExchange) handle(ev wsEvent) {
 			typ = websocket.MessageText
 		}
 		if err := x.ws.Write(x.r.Context(), typ, ev.data); err != nil {
-			x.finished = true
+			x.finished, x.closeCode = true, 1006
 			x.disconnect(1006)
 		}
 	case "websocket.close":
@@ -325,7 +371,7 @@ func (x *wsExchange) handle(ev wsEvent) {
 				plainError(x.w, http.StatusForbidden, "websocket connection refused")
 			}
 		} else if !x.finished {
-			_ = x.ws.Close(websocket.StatusCode(ev.code), ev.reason)
+			x.closeCode = x.closeHandshake(ev.code, ev.reason)
 		}
 		x.finished = true
 	case "websocket.http.response.start":
@@ -350,6 +396,12 @@ func (x *wsExchange) handle(ev wsEvent) {
 func (x *wsExchange) read() {
 	for {
 		typ, data, err := x.ws.Read(x.r.Context())
+		switch {
+		case err != nil && websocket.CloseStatus(err) < 0:
+			x.fail()
+		case err == nil && typ == websocket.MessageText && !utf8.Valid(data):
+			err = x.closeInvalidText()
+		}
 		select {
 		case x.in <- wsIncoming{typ: typ, data: data, err: err}:
 		case <-x.r.Context().Done():
@@ -360,6 +412,48 @@ func (x *wsExchange) read() {
 		}
 	}
 }
+
+// fail ends the connection after a read error: a close frame with 1002,
+// then the TCP close without waiting for the client's answer (RFC 6455
+// §7.1.7). Protocol errors are why it matters: for most, coder/websocket
+// has sent its own close frame (Close then sends none), but after an
+// unmasked frame (§5.1) it sends none and keeps the connection open. The
+// read deadline keeps Close from reading the rest of the bad frame as the
+// client's answer, or waiting 5s for one. After a network error the close
+// frame is lost, which is harmless.
+func (x *wsExchange) fail() {
+	if x.netConn != nil {
+		_ = x.netConn.SetReadDeadline(time.Now())
+	}
+	_ = x.ws.Close(websocket.StatusProtocolError, "")
+}
+
+// closeInvalidText closes the connection with 1007 for a text message that
+// is not UTF-8 (RFC 6455 §8.1), which coder/websocket does not check; the
+// app never sees the message. The framing is intact, so unlike fail this
+// waits for the client's close frame, and the app gets its code (normally
+// 1007) in the returned error.
+func (x *wsExchange) closeInvalidText() error {
+	err := x.ws.Close(websocket.StatusInvalidFramePayloadData, "invalid UTF-8")
+	if err == nil { // the client echoed 1007
+		err = websocket.CloseError{Code: websocket.StatusInvalidFramePayloadData}
+	}
+	return err
+}
+
+// hijackRecorder keeps the connection websocket.Accept hijacks.
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = conn
+	return conn, brw, err
+}
+
+func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 func (x *wsExchange) finish() {
 	x.gone.Store(true)

@@ -1,8 +1,15 @@
 package wsgi_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +98,263 @@ func TestASGIWebSocketSizeLimit(t *testing.T) {
 	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(strings.Repeat("x", 2000))))
 	_, _, err = c.Read(ctx)
 	assert.Equal(t, websocket.StatusMessageTooBig, websocket.CloseStatus(err))
+}
+
+// wsRecordServer serves testdata/asgi_ws_record.py. received returns what
+// the app got on the connection at path once it saw websocket.disconnect.
+func wsRecordServer(t *testing.T) (srv *httptest.Server, received func(path string) []string) {
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "asgi_ws_record:app", Protocol: "asgi"})
+	srv = serve(t, h)
+	return srv, func(path string) []string {
+		t.Helper()
+		var log []string
+		done := waitFor(8*time.Second, func() bool {
+			getJSON(t, h, path, &log)
+			return len(log) > 0 && strings.HasPrefix(log[len(log)-1], "disconnect")
+		})
+		assert.True(t, done, "the app never got websocket.disconnect on %s: %q", path, log)
+		return log
+	}
+}
+
+// rawWebSocket is a client that does the opening handshake by hand, so a
+// test can send frames coder/websocket would not (unmasked ones) and see
+// exactly what the server sends back.
+type rawWebSocket struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func dialRawWebSocket(t *testing.T, srv *httptest.Server, path string) *rawWebSocket {
+	t.Helper()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+	require.NoError(t, err)
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	require.NoError(t, req.Write(conn))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	return &rawWebSocket{Conn: conn, br: br}
+}
+
+const (
+	opContinuation = 0x0
+	opText         = 0x1
+	opBinary       = 0x2
+	opClose        = 0x8
+)
+
+// send writes one frame, masked as RFC 6455 §5.3 requires of a client
+// unless masked is false. Payloads stay under 126 bytes.
+func (c *rawWebSocket) send(t *testing.T, op byte, fin, masked bool, payload []byte) {
+	t.Helper()
+	b := []byte{op, byte(len(payload))}
+	if fin {
+		b[0] |= 0x80
+	}
+	if masked {
+		key := []byte{0x12, 0x34, 0x56, 0x78}
+		b[1] |= 0x80
+		b = append(b, key...)
+		for i, p := range payload {
+			b = append(b, p^key[i%4])
+		}
+	} else {
+		b = append(b, payload...)
+	}
+	_, err := c.Write(b)
+	require.NoError(t, err)
+}
+
+// sendClose writes a close frame with code, or an empty one if code is 0.
+func (c *rawWebSocket) sendClose(t *testing.T, code uint16) {
+	var p []byte
+	if code != 0 {
+		p = binary.BigEndian.AppendUint16(nil, code)
+	}
+	c.send(t, opClose, true, true, p)
+}
+
+// next reads one whole unfragmented frame from the server.
+func (c *rawWebSocket) next() (op byte, payload []byte, err error) {
+	var h [2]byte
+	if _, err := io.ReadFull(c.br, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var ext [2]byte
+		if _, err := io.ReadFull(c.br, ext[:]); err != nil {
+			return 0, nil, err
+		}
+		n = int(binary.BigEndian.Uint16(ext[:]))
+	case 127:
+		return 0, nil, errors.New("frame too long for this test client")
+	}
+	payload = make([]byte, n)
+	_, err = io.ReadFull(c.br, payload)
+	return h[0] & 0x0f, payload, err
+}
+
+// closeCode reads the next frame and returns its close code (-1 if it is
+// not a close frame with a code).
+func (c *rawWebSocket) closeCode(t *testing.T) int {
+	t.Helper()
+	op, payload, err := c.next()
+	require.NoError(t, err)
+	if op != opClose || len(payload) < 2 {
+		return -1
+	}
+	return int(binary.BigEndian.Uint16(payload))
+}
+
+// assertEOF checks that the server closed the TCP connection.
+func (c *rawWebSocket) assertEOF(t *testing.T) {
+	t.Helper()
+	op, payload, err := c.next()
+	assert.ErrorIs(t, err, io.EOF, "frame %d %q", op, payload)
+}
+
+// TestASGIWebSocketDisconnectCode checks the code of the app's
+// websocket.disconnect: the code of the close frame the client sent, also
+// when the client only answers the app's close (RFC 6455 §7.1.5, as daphne
+// and uvicorn), and 1006 when no close frame came.
+func TestASGIWebSocketDisconnectCode(t *testing.T) {
+	srv, received := wsRecordServer(t)
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http")
+	tests := []struct {
+		name   string
+		query  string
+		client func(t *testing.T, path string)
+		want   string
+	}{
+		{"app closes, client echoes", "?close=4001", func(t *testing.T, path string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, _, err := websocket.Dial(ctx, wsURL+path, nil)
+			require.NoError(t, err)
+			defer c.CloseNow()
+			_, _, err = c.Read(ctx)
+			assert.Equal(t, websocket.StatusCode(4001), websocket.CloseStatus(err), "%v", err)
+		}, "disconnect 4001"},
+		{"app closes, client answers with its own code", "?close=4001", func(t *testing.T, path string) {
+			c := dialRawWebSocket(t, srv, path)
+			assert.Equal(t, 4001, c.closeCode(t))
+			c.sendClose(t, 1001)
+			c.assertEOF(t)
+		}, "disconnect 1001"},
+		{"app closes, client leaves without answering", "?close=4001", func(t *testing.T, path string) {
+			c := dialRawWebSocket(t, srv, path)
+			assert.Equal(t, 4001, c.closeCode(t))
+			require.NoError(t, c.Close())
+		}, "disconnect 1006"},
+		{"client closes", "", func(t *testing.T, path string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, _, err := websocket.Dial(ctx, wsURL+path, nil)
+			require.NoError(t, err)
+			assert.NoError(t, c.Close(4321, "bye"))
+		}, "disconnect 4321"},
+		{"client closes without a code", "", func(t *testing.T, path string) {
+			c := dialRawWebSocket(t, srv, path)
+			c.sendClose(t, 0)
+			op, payload, err := c.next()
+			require.NoError(t, err)
+			assert.Equal(t, []any{byte(opClose), 0}, []any{op, len(payload)}, "an empty close frame back")
+			c.assertEOF(t)
+		}, "disconnect 1005"},
+		{"client leaves without a close frame", "", func(t *testing.T, path string) {
+			c := dialRawWebSocket(t, srv, path)
+			require.NoError(t, c.Close())
+		}, "disconnect 1006"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := fmt.Sprintf("/disconnect-%d", i)
+			tt.client(t, path+tt.query)
+			assert.Equal(t, []string{tt.want}, received(path))
+		})
+	}
+}
+
+// TestASGIWebSocketUnmaskedFrame checks that an unmasked frame from the
+// client fails the connection (RFC 6455 §5.1): a close frame with 1002, the
+// TCP connection closed, and websocket.disconnect with 1006 for the app, as
+// uvicorn with websockets does (no close frame came from the client).
+func TestASGIWebSocketUnmaskedFrame(t *testing.T) {
+	srv, received := wsRecordServer(t)
+	c := dialRawWebSocket(t, srv, "/unmasked")
+	c.send(t, opText, true, false, []byte("hello"))
+	assert.Equal(t, 1002, c.closeCode(t))
+	c.assertEOF(t)
+	assert.Equal(t, []string{"disconnect 1006"}, received("/unmasked"))
+}
+
+// TestASGIWebSocketTextUTF8 checks that a text message that is not UTF-8
+// never reaches the app and fails the connection with 1007 (RFC 6455 §8.1),
+// and that a valid one split inside a character across frames arrives whole.
+func TestASGIWebSocketTextUTF8(t *testing.T) {
+	srv, received := wsRecordServer(t)
+	type frame struct {
+		op      byte
+		fin     bool
+		payload string
+	}
+	tests := []struct {
+		name   string
+		frames []frame
+		echo   string // what the app sends back; "" if it must close with 1007
+		want   []string
+	}{
+		{"invalid", []frame{{opText, true, "ab\xff\xfe"}}, "", []string{"disconnect 1007"}},
+		{"surrogate", []frame{{opText, true, "\xed\xa0\x80"}}, "", []string{"disconnect 1007"}},
+		{"invalid across fragments", []frame{{opText, false, "h\xc3"}, {opContinuation, true, "x"}}, "",
+			[]string{"disconnect 1007"}},
+		{"valid, split inside a character", []frame{{opText, false, "h\xc3"}, {opContinuation, true, "\xa9llo"}}, "héllo",
+			[]string{`text 'h\xe9llo'`, "disconnect 1000"}},
+		{"binary is not checked", []frame{{opBinary, true, "\xff\xfe"}}, "\xff\xfe",
+			[]string{`bytes b'\xff\xfe'`, "disconnect 1000"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := fmt.Sprintf("/utf8-%d", i)
+			c := dialRawWebSocket(t, srv, path)
+			for _, f := range tt.frames {
+				c.send(t, f.op, f.fin, true, []byte(f.payload))
+			}
+			if tt.echo == "" {
+				assert.Equal(t, 1007, c.closeCode(t))
+				c.sendClose(t, 1007)
+			} else {
+				_, payload, err := c.next()
+				require.NoError(t, err)
+				assert.Equal(t, tt.echo, string(payload))
+				c.sendClose(t, 1000)
+				assert.Equal(t, 1000, c.closeCode(t))
+			}
+			c.assertEOF(t)
+			assert.Equal(t, tt.want, received(path))
+		})
+	}
+
+	t.Run("coder/websocket client", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/utf8-coder", nil)
+		require.NoError(t, err)
+		defer c.CloseNow()
+		require.NoError(t, c.Write(ctx, websocket.MessageText, []byte("ab\xff")))
+		_, _, err = c.Read(ctx)
+		assert.Equal(t, websocket.StatusInvalidFramePayloadData, websocket.CloseStatus(err), "%v", err)
+		assert.Equal(t, []string{"disconnect 1007"}, received("/utf8-coder"))
+	})
 }
