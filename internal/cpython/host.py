@@ -242,7 +242,24 @@ def purge_modules(directory):
         path = getattr(mod, "__file__", None)
         if isinstance(path, str) and os.path.abspath(path).startswith(prefix):
             del sys.modules[name]
+            _drop_stale_bytecode(path)
     importlib.invalidate_caches()
+
+
+def _drop_stale_bytecode(path):
+    """Removes the .pyc of source file path if the source is newer.
+
+    Python checks a .pyc against its source's size and modification time
+    in whole seconds, so an edit that keeps the size within the second of
+    the last compile would import the old code again."""
+    if not path.endswith(".py"):
+        return
+    try:
+        pyc = importlib.util.cache_from_source(path)
+        if os.stat(path).st_mtime_ns > os.stat(pyc).st_mtime_ns:
+            os.remove(pyc)
+    except (OSError, ValueError, NotImplementedError):
+        pass  # no .pyc, or not ours to remove: Python's own check stands
 
 
 def load_app(name, directory, module, callable_name, site_packages, *python_path):
