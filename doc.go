@@ -119,9 +119,12 @@
 //
 // Python's logging goes to Go too: a handler on the root logger sends
 // each record to the Logger of the app that emitted it, with its level
-// mapped to slog's, and logging.basicConfig keeps working. Options.LogFile
-// also appends the app's records to a file; Options.AccessLog adds one
-// record per request.
+// mapped to slog's, and logging.basicConfig keeps working. Each record is
+// logged once: a record that a handler of the app's own logging set-up
+// emits (on its logger or an ancestor it propagates to, admitted by the
+// handler's level and filters; NullHandler and mail handlers do not
+// count) is not sent to Go. Options.LogFile also appends the app's
+// records to a file; Options.AccessLog adds one record per request.
 //
 // # Reload
 //

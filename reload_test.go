@@ -72,3 +72,39 @@ func TestReloadInFlightFinishesOnOldCode(t *testing.T) {
 	eventually(t, h, "new")
 	assert.Equal(t, "old", <-done)
 }
+
+// A .pyc is checked against its source's size and modification time in
+// whole seconds: an edit that keeps the size, within the second of the
+// import, must still be reloaded. Python writes .pyc files only without
+// PYTHONDONTWRITEBYTECODE, which the environment may set: the test runs
+// in a child process without it.
+func TestReloadSameSizeEditInTheSameSecond(t *testing.T) {
+	runChild(t, "TestReloadSameSizeEditInTheSameSecondChild", "PYTHONDONTWRITEBYTECODE=", reloadChildEnv+"=1")
+}
+
+const reloadChildEnv = "WSGI_TEST_RELOAD_CHILD"
+
+func TestReloadSameSizeEditInTheSameSecondChild(t *testing.T) {
+	if os.Getenv(reloadChildEnv) == "" {
+		t.Skip("run by TestReloadSameSizeEditInTheSameSecond in a child process")
+	}
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app.py")
+	src := func(v string) []byte {
+		return []byte("def application(environ, start_response):\n" +
+			"    start_response(\"200 OK\", [])\n    return [b\"" + v + "\"]\n")
+	}
+	// Both versions dated within one second, after the import writes its .pyc.
+	second := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	require.NoError(t, os.WriteFile(app, src("v1"), 0o644))
+	require.NoError(t, os.Chtimes(app, second, second))
+	h, _ := newHandler(t, wsgi.Options{Dir: dir, App: "app", Reload: true})
+	assert.Equal(t, "v1", do(h, "GET", "/", nil).Body.String())
+	pycs, err := filepath.Glob(filepath.Join(dir, "__pycache__", "app.*.pyc"))
+	require.NoError(t, err)
+	require.Len(t, pycs, 1, "the import wrote bytecode")
+
+	require.NoError(t, os.WriteFile(app, src("v2"), 0o644))
+	require.NoError(t, os.Chtimes(app, second.Add(500*time.Millisecond), second.Add(500*time.Millisecond)))
+	eventually(t, h, "v2")
+}

@@ -22,6 +22,7 @@
 //	callable = "app"          # default "application"
 //	protocol = "wsgi"         # "wsgi" (default), "asgi", or "auto" (an async callable means ASGI)
 //	debug = true              # tracebacks in 500 responses and reload on .py changes
+//	reload = true             # reload on .py changes only; default false
 //	static = "always"         # "always" serves <dir>/static at <prefix>/static/; "no" (default)
 //	threads = 16              # requests in the app at once; 0 (default) means 8, or 1024 for ASGI
 //	log_file = "logs/blog.log" # also append the app's log records here
@@ -133,6 +134,11 @@ type App struct {
 	// a .py file under Dir changes (wsgi.Options.Debug and Reload). If
 	// false, neither.
 	Debug bool `toml:"debug"`
+
+	// Reload re-imports the app when a .py file under Dir changes
+	// (wsgi.Options.Reload), without Debug's tracebacks in responses. If
+	// false, only Debug turns reloading on.
+	Reload bool `toml:"reload"`
 
 	// Static is "always" to serve <Dir>/static at <Prefix>/static/ from Go,
 	// or "no" to leave those URLs to the app. If empty, "no".
@@ -353,6 +359,7 @@ var keyTypes = map[string]string{
 	"callable":                "a string",
 	"protocol":                "a string",
 	"debug":                   "a boolean",
+	"reload":                  "a boolean",
 	"static":                  `a string ("always" or "no")`,
 	"auth":                    "a table",
 	"auth.type":               "a string",

@@ -44,6 +44,7 @@ func TestLoadGoodFile(t *testing.T) {
 				Module:   "app",
 				Callable: "app",
 				Protocol: "wsgi",
+				Reload:   true,
 				Static:   "no",
 				Auth: &config.Auth{
 					Type:              "basic",

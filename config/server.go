@@ -92,7 +92,7 @@ func (s *Server) options(cfg *Config, a App, logger *slog.Logger, extra map[stri
 		Env:       a.Env,
 		Logger:    logger,
 		Debug:     a.Debug,
-		Reload:    a.Debug,
+		Reload:    a.Debug || a.Reload,
 		Static:    a.Static == "always",
 		LogFile:   a.LogFile,
 		AccessLog: cfg.AccessLog,

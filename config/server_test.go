@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -231,6 +232,30 @@ func TestServerOptionsMapping(t *testing.T) {
 		PythonPath:     []string{filepath.Join(td, "shop")},
 		Virtualenv:     filepath.Join(td, "shop"),
 	}, o)
+}
+
+// debug means tracebacks and reload; reload alone, no tracebacks.
+func TestServerDebugAndReload(t *testing.T) {
+	td, err := filepath.Abs("testdata")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		debug, reload         bool
+		wantDebug, wantReload bool
+	}{
+		{false, false, false, false},
+		{true, false, true, true},
+		{false, true, false, true},
+		{true, true, true, true},
+	} {
+		t.Run(fmt.Sprintf("debug=%v,reload=%v", tc.debug, tc.reload), func(t *testing.T) {
+			cfg := &config.Config{Apps: []config.App{{
+				Name: "blog", Dir: filepath.Join(td, "blog"), Module: "app", Debug: tc.debug, Reload: tc.reload,
+			}}}
+			o := firstOptions(t, cfg)[0]
+			assert.Equal(t, tc.wantDebug, o.Debug, "Debug")
+			assert.Equal(t, tc.wantReload, o.Reload, "Reload")
+		})
+	}
 }
 
 // The keys take effect: python_path and virtualenv (relative to the file)

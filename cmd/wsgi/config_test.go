@@ -262,6 +262,7 @@ func TestConfigFlagConflicts(t *testing.T) {
 		{[]string{"-protocol", "asgi"}, "protocol"},
 		{[]string{"-threads", "2"}, "threads"},
 		{[]string{"-debug"}, "debug"},
+		{[]string{"-reload"}, "reload"},
 		{[]string{"-queue-timeout", "1s"}, "queue_timeout"},
 		{[]string{"-max-body", "10"}, "max_body"},
 		{[]string{"-body-timeout", "1s"}, "body_timeout"},

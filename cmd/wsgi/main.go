@@ -1,6 +1,6 @@
 // Command wsgi serves a Python WSGI app over HTTP from an embedded CPython.
 //
-//	wsgi -addr 127.0.0.1:8080 -dir DIR -app module:callable [-prefix /mnt] [-threads N] [-debug]
+//	wsgi -addr 127.0.0.1:8080 -dir DIR -app module:callable [-prefix /mnt] [-threads N] [-reload | -debug]
 //	wsgi -config apps.toml [-addr host:port] [-log-format text|json]
 //
 // With -config it serves every app of a TOML file, each at its prefix
@@ -9,6 +9,10 @@
 // flags that describe one app (-dir, -max-body, -request-timeout, ...) are
 // refused with -config: each app sets them with its keys in the file
 // (dir, max_body, request_timeout, ...).
+//
+// -reload re-imports the app when a .py file under -dir changes; -debug
+// does that too and puts Python tracebacks in 500 responses, as the config
+// file's debug key. Both are for development.
 //
 // SIGTERM or SIGINT stops it gracefully: it stops accepting connections,
 // lets requests in flight finish (up to -shutdown-timeout) and exits 0.
@@ -74,6 +78,7 @@ type flags struct {
 	requestTimeout  time.Duration
 	trustedProxies  string
 	debug           bool
+	reload          bool
 	logFormat       string
 	logLevel        slog.Level
 	shutdownTimeout time.Duration
@@ -93,6 +98,7 @@ var appFlags = []struct{ flag, key string }{
 	{"protocol", "protocol"},
 	{"threads", "threads"},
 	{"debug", "debug"},
+	{"reload", "reload"},
 	{"queue-timeout", "queue_timeout"},
 	{"max-body", "max_body"},
 	{"body-timeout", "body_timeout"},
@@ -124,7 +130,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", 0, "longest wait for each read of a request body (0 means the library default, 60s; negative: none)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "longest a request may take before the client gets 504 (0 means none)")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated `networks` (CIDRs or addresses) whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed")
-	fs.BoolVar(&f.debug, "debug", false, "put Python tracebacks in 500 responses (never where strangers can reach the app)")
+	fs.BoolVar(&f.debug, "debug", false, "development: put Python tracebacks in 500 responses (never where strangers can reach the app) and reload as -reload")
+	fs.BoolVar(&f.reload, "reload", false, "development: re-import the app when a .py file under -dir changes (requests in flight finish on the old code)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish after SIGTERM or SIGINT")
@@ -214,6 +221,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		RequestTimeout:  f.requestTimeout,
 		TrustedProxies:  splitList(f.trustedProxies),
 		Debug:           f.debug,
+		Reload:          f.debug || f.reload,
 		Logger:          logger,
 	})
 	if err != nil {

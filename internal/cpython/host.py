@@ -55,19 +55,56 @@ class FileWrapper:
 
 class GoHandler(logging.Handler):
     """Sends Python logging records to the Go host, which logs them with
-    the slog logger of the app that emitted them."""
+    the slog logger of the app that emitted them.
+
+    It stands in for the handler an app would otherwise be missing: a
+    record that another handler on its way emits (the app's own logging
+    set-up) is not sent, so that each record is logged once, as under
+    other servers.
+    """
 
     def emit(self, record):
         try:
+            if _emitted_elsewhere(record):
+                return
             _log(record.levelno, record.name, self.format(record))
         except Exception:
             self.handleError(record)
+
+
+# Handlers that do not count as logging a record: NullHandler emits
+# nothing by design (libraries add it), and a mail to the admins (Django's
+# default when DEBUG is off) is a notification, not the log.
+_SILENT_HANDLERS = {"NullHandler", "SMTPHandler", "AdminEmailHandler"}
+
+
+def _emitted_elsewhere(record):
+    """Whether a handler other than ours emits record: one on its logger
+    or an ancestor, up to the first that does not propagate (as
+    Logger.callHandlers walks them), whose level and filters admit it."""
+    root = logging.getLogger()
+    logger = root if record.name == root.name else logging.Logger.manager.loggerDict.get(record.name)
+    if not isinstance(logger, logging.Logger):
+        logger = root  # a record made by hand, not by a logger
+    while logger is not None:
+        for h in logger.handlers:
+            if isinstance(h, GoHandler) or any(c.__name__ in _SILENT_HANDLERS for c in type(h).__mro__):
+                continue
+            if record.levelno >= h.level and h.filter(record):
+                return True
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    return False
 
 
 def _install_logging():
     root = logging.getLogger()
     handler = GoHandler()
     root.addHandler(handler)
+    # A record no handler takes (a dictConfig of the root logger removed
+    # ours) goes to Go too, not to stderr: same level as Python's.
+    logging.lastResort = GoHandler(logging.WARNING)
     original = logging.basicConfig
 
     def basicConfig(**kwargs):
@@ -75,7 +112,9 @@ def _install_logging():
         # would do nothing at all. Run it without ours, then keep ours in
         # place of the stderr handler it makes by default (taking its
         # format), so that an app's basicConfig(level=..., format=...)
-        # works and its records still reach Go.
+        # works and its records still reach Go. Handlers it makes from
+        # filename, stream or handlers stay: ours, back after them, then
+        # sends only what they do not emit.
         root.removeHandler(handler)
         try:
             original(**kwargs)
@@ -203,7 +242,24 @@ def purge_modules(directory):
         path = getattr(mod, "__file__", None)
         if isinstance(path, str) and os.path.abspath(path).startswith(prefix):
             del sys.modules[name]
+            _drop_stale_bytecode(path)
     importlib.invalidate_caches()
+
+
+def _drop_stale_bytecode(path):
+    """Removes the .pyc of source file path if the source is newer.
+
+    Python checks a .pyc against its source's size and modification time
+    in whole seconds, so an edit that keeps the size within the second of
+    the last compile would import the old code again."""
+    if not path.endswith(".py"):
+        return
+    try:
+        pyc = importlib.util.cache_from_source(path)
+        if os.stat(path).st_mtime_ns > os.stat(pyc).st_mtime_ns:
+            os.remove(pyc)
+    except (OSError, ValueError, NotImplementedError):
+        pass  # no .pyc, or not ours to remove: Python's own check stands
 
 
 def load_app(name, directory, module, callable_name, site_packages, *python_path):

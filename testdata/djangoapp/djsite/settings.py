@@ -23,7 +23,7 @@ TEMPLATES = []
 # Keep uploads of the test (~300 KiB) in memory: 2.5 MiB is Django's default.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2621440
 
-# No logging set-up: errors reach stderr through Python's last-resort
+# No logging set-up: errors reach Go through the host's root logging
 # handler, the 404 and CSRF warnings the tests provoke on purpose do not.
 LOGGING_CONFIG = None
 logging.getLogger("django.request").setLevel(logging.ERROR)

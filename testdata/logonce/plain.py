@@ -1,0 +1,12 @@
+"""Logs without configuring logging: the records go to Go's slog."""
+
+import logging
+
+log = logging.getLogger("logonce")
+log.warning("import record")
+
+
+def application(environ, start_response):
+    log.warning("request record")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b""]
