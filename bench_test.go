@@ -149,3 +149,12 @@ func BenchmarkASGIHelloParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkHelloClose is BenchmarkHello with a body that has a close():
+// the Python part runs on a goroutine of its own, so that the response is
+// complete before close() runs (pyrequest.go). Its difference from
+// BenchmarkHello is what that costs.
+func BenchmarkHelloClose(b *testing.B) {
+	h := benchHandler(b, wsgi.Options{Dir: "testdata", App: "post_response"})
+	runBench(b, h, func() *http.Request { return httptest.NewRequest("GET", "/hello", nil) }, 13)
+}

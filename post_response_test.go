@@ -274,3 +274,29 @@ func TestFrameworkWorkAfterResponse(t *testing.T) {
 		}), "call_on_close ran")
 	})
 }
+
+// An app whose bodies have nothing to close runs inline (no goroutine hop)
+// after a run of such responses; its first body with a close() is flushed
+// to the client before close() runs, and from then on every request hops
+// again, so that close() never holds a response back.
+func TestWSGIInlineUntilABodyHasClose(t *testing.T) {
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "post_response"})
+	srv := serve(t, h)
+	rc := dialRaw(t, srv.URL)
+	for range 80 { // /report answers with a list
+		resp, _, _ := rc.get("/report")
+		require.Equal(t, 200, resp.StatusCode)
+	}
+	resp, body, took := rc.get("/fixed?d=0.5&tag=first-close")
+	assert.Equal(t, "Hello, world!", body)
+	assert.Less(t, took, 300*time.Millisecond, "the response was flushed before close()")
+	_, _, took = rc.get("/report")
+	assert.Greater(t, took, 200*time.Millisecond, "inline, the connection's next request waited for that close()")
+	assert.Equal(t, 200, resp.StatusCode)
+
+	for _, path := range []string{"/stream?d=0.8&tag=after-1", "/report", "/stream?d=0.8&tag=after-2"} {
+		resp, _, took := rc.get(path)
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Less(t, took, 400*time.Millisecond, "%s: once a body had a close(), every request hops", path)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gowsgi/wsgi/internal/cpython"
@@ -20,10 +21,39 @@ import (
 // and its in-flight count until Python is done. It also lets ServeHTTP
 // answer 504 on time whatever Python does (Options.RequestTimeout).
 //
-// The cost is a goroutine start and two switches per request. The
-// alternatives cannot keep close() on the request's thread state: the
-// state belongs to the OS thread the goroutine is pinned to, and net/http
-// ends the response only when ServeHTTP's goroutine returns.
+// The cost is a goroutine start and two switches per request, and under
+// load the connection's goroutine waits its turn for the CPU again before
+// net/http reads the next request (README, Performance). The alternatives
+// cannot keep close() on the request's thread state: the state belongs to
+// the OS thread the goroutine is pinned to, and net/http ends the response
+// only when ServeHTTP's goroutine returns.
+//
+// So an app whose bodies have nothing to close (plain lists and tuples, as
+// raw WSGI apps, Falcon and Bottle return) runs inline on ServeHTTP's
+// goroutine, as it did before there was any post-response work to wait
+// for: after inlineAfter such responses in a row, and while it has never
+// returned a body with a close(). The first body with a close() ends that
+// for good (the Handler's life): that one response is flushed to the
+// client before its close() runs, but its chunked terminator and the
+// connection's next request wait for close(). Without RequestTimeout only;
+// a timeout needs ServeHTTP free to answer 504.
+
+// inlineAfter is how many responses without a close() in a row let a
+// Handler's requests run inline.
+const inlineAfter = 64
+
+// learnBodies records what a response's body had to close (ok: the
+// request ran to its end without a panic of ours).
+func (h *Handler) learnBodies(closes, ok bool) {
+	switch n := h.bodies.Load(); {
+	case closes || !ok:
+		if n != -1 {
+			h.bodies.Store(-1)
+		}
+	case n >= 0 && n < inlineAfter:
+		h.bodies.CompareAndSwap(n, n+1)
+	}
+}
 
 // settlement is how a response ended, for ServeHTTP.
 type settlement struct {
@@ -39,26 +69,35 @@ type pyRequest struct {
 	path    string
 	settled chan settlement // the response is out (or failed): one value
 
+	// inline: the request runs on ServeHTTP's goroutine, which takes
+	// its settlement from result after run.
+	inline bool
+	result settlement
+
+	ident atomic.Uint64 // the Python thread, for an interrupt; 0 until known
+
 	mu       sync.Mutex
-	ident    uint64        // the Python thread, for an interrupt; 0 until known
 	answered bool          // ServeHTTP returned: only Python is left
 	pyDone   bool          // Python returned
 	timedOut bool          // RequestTimeout passed
 	expired  chan struct{} // closed when RequestTimeout passes
-	once     sync.Once
+	given    bool          // settle's value was sent (only the Python goroutine settles)
 }
 
 // settle hands ServeHTTP its answer; later calls do nothing.
 func (p *pyRequest) settle(s settlement) {
-	p.once.Do(func() { p.settled <- s })
+	if p.inline {
+		p.result = s
+		return
+	}
+	if !p.given {
+		p.given = true
+		p.settled <- s
+	}
 }
 
 // started records the Python thread of the request.
-func (p *pyRequest) started(ident uint64) {
-	p.mu.Lock()
-	p.ident = ident
-	p.mu.Unlock()
-}
+func (p *pyRequest) started(ident uint64) { p.ident.Store(ident) }
 
 // expire runs when RequestTimeout passes. While ServeHTTP waits, it wakes
 // it (ServeHTTP answers 504, then interrupts); after, it interrupts the
@@ -79,8 +118,8 @@ func (p *pyRequest) expire() {
 
 // interruptLocked raises RequestTimeout in the request's Python thread.
 func (p *pyRequest) interruptLocked(msg string) {
-	if p.ident != 0 {
-		cpython.Interrupt(p.ident, true)
+	if id := p.ident.Load(); id != 0 {
+		cpython.Interrupt(id, true)
 	}
 	p.h.cfg.logger.Error(msg, "timeout", p.h.cfg.requestTimeout, "method", p.method, "path", p.path)
 }
@@ -103,8 +142,8 @@ func (p *pyRequest) finished() {
 	defer p.mu.Unlock()
 	p.pyDone = true
 	if p.timedOut {
-		if p.ident != 0 {
-			cpython.Interrupt(p.ident, false)
+		if id := p.ident.Load(); id != 0 {
+			cpython.Interrupt(id, false)
 		}
 		p.h.stuck.Add(-1)
 	}
@@ -116,6 +155,12 @@ func (p *pyRequest) finished() {
 // owns env and the slot, and gives them back when Python is done, which
 // may be after ServeHTTP returned.
 func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ) (abort bool, lo *leftover) {
+	if h.cfg.requestTimeout == 0 && h.bodies.Load() >= inlineAfter {
+		p := pyRequest{h: h, inline: true}
+		defer func() { h.envs.Put(env); <-h.slots }() // even if our own code panics
+		h.run(w, r, env.bytes(), &p)
+		return p.result.abort, p.result.lo
+	}
 	p := &pyRequest{h: h, method: r.Method, path: r.URL.Path, settled: make(chan settlement, 1)}
 	pw, pr := w, r
 	var gw *guardedWriter

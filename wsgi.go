@@ -30,6 +30,11 @@ type Handler struct {
 	static        *staticFiles           // nil unless Options.Static
 	auth          *basicAuth             // nil unless Options.BasicAuth
 
+	// bodies says where WSGI requests run (pyrequest.go): n >= 0 is how
+	// many responses in a row had no close() to call, inline at
+	// inlineAfter; -1 once one had.
+	bodies atomic.Int32
+
 	requests atomic.Uint64 // requests served, for Requests
 	stuck    atomic.Int64  // requests past RequestTimeout whose Python still runs
 	logFile  *os.File      // Options.LogFile, closed by Close
@@ -351,11 +356,21 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 
 	// Every Python step of this request must use the same thread state.
 	runtime.LockOSThread()
-	p.started(cpython.ThreadIdent())
+	if !p.inline {
+		p.started(cpython.ThreadIdent())
+	}
 	var call cpython.Call
 	var s settlement
 	ok := false
+	var first cpython.StepKind
 	defer func() {
+		closes := call.Live() && first != cpython.List // a list's close() is nothing
+		h.learnBodies(closes, ok)
+		if closes && p.inline && ok && !s.abort && x.sent && x.werr == nil {
+			// The first body with a close() since the app went inline:
+			// put the response on the wire before close() runs here.
+			_ = x.flush()
+		}
 		// The response is out: ServeHTTP may return while close() runs.
 		x.over.Store(true)
 		s.abort = s.abort || !ok // a panic of our own code
@@ -369,6 +384,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 		h.exchanges.Put(x)
 	}()
 	st := g.app.Start(&call, handle, env, *bufp)
+	first = st.Kind
 	s.abort = x.serve(&call, st, *bufp)
 	if !s.abort {
 		s.lo = x.leftover()

@@ -8,6 +8,7 @@ whole response. Routes:
 /spin?d=S      close() runs Python for S seconds (a RequestTimeout can
                interrupt it)
 /report        what the close() calls saw, as JSON
+/hello         13 bytes in a body whose close() does nothing (a benchmark)
 """
 
 import contextvars
@@ -55,7 +56,23 @@ class Body:
         reports.append(report)
 
 
+class Closing:
+    """A body with a close() that does nothing."""
+
+    def __init__(self, body):
+        self.body = body
+
+    def __iter__(self):
+        return iter((self.body,))
+
+    def close(self):
+        pass
+
+
 def application(environ, start_response):
+    if environ["PATH_INFO"] == "/hello":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
+        return Closing(b"Hello, world!")
     path = environ["PATH_INFO"]
     query = dict(p.split("=", 1) for p in environ["QUERY_STRING"].split("&") if "=" in p)
     delay = float(query.get("d", "0"))
