@@ -121,7 +121,7 @@ func TestWSGICloseAfterResponseTimeout(t *testing.T) {
 		"close() was interrupted at the request timeout")
 	var reports []map[string]any
 	getJSON(t, h, "/report", &reports)
-	require.NotEmpty(t, reports)
+	require.NotEmpty(t, reports, logs.String())
 	assert.Equal(t, "RequestTimeout", reports[len(reports)-1]["interrupted"])
 	assert.Contains(t, logs.String(), "timed out")
 	assert.Equal(t, 0, h.Stats().TimedOut)

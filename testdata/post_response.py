@@ -42,8 +42,10 @@ class Body:
         if self.mode == "spin":
             end = time.monotonic() + self.delay
             try:
+                # A call in the loop: CPython 3.13.0 raises an async
+                # exception in a bare `while ...: pass` outside the try.
                 while time.monotonic() < end:
-                    pass
+                    sum(range(100))
             except BaseException as e:
                 report["interrupted"] = type(e).__name__
                 reports.append(report)
