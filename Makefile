@@ -23,7 +23,7 @@ DEBS := python3-dev pkg-config gcc python3-flask python3-django python3-falcon \
 	python3-bottle python3-pyramid python3-uvloop python3-starlette python3-fastapi python3-quart
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-install build clean soak
+.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-cores bench-install build clean soak
 
 # The demo of examples/: a Flask app at /flask/ and a Django app at
 # /django/ (see examples/README.md).
@@ -105,6 +105,15 @@ BENCHFLAGS ?=
 bench: deps bench-install build
 	$(GO) build -o bin/bench ./bench
 	./bin/bench -wsgi bin/wsgi $(BENCHFLAGS)
+
+# Both cores: every server with 2 worker processes (cmd/wsgi -workers 2,
+# gunicorn -w 2, uWSGI --processes 2, mod_wsgi processes=2, uvicorn
+# --workers 2) and cmd/wsgi as one process for the scaling, on CPUs 0 and 1
+# with wrk beside them; writes bench/results-2cores.md and .png.
+bench-cores: deps bench-install build
+	$(GO) build -o bin/bench ./bench
+	./bin/bench -wsgi bin/wsgi -workers 2 -server-cpu 0,1 -client-cpu 0,1 -workloads hello,flask,django,starlette \
+		-out bench/results-2cores.md -png bench/results-2cores.png $(BENCHFLAGS)
 
 # The peers' Debian packages, installed only when one is missing; a peer
 # that still cannot run is reported n/a by the benchmark.

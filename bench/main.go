@@ -43,12 +43,15 @@ import (
 )
 
 var (
-	flagDur       = flag.Duration("d", 5*time.Second, "wrk duration of each measurement")
-	flagWarmup    = flag.Duration("warmup", time.Second, "wrk warm-up before each measurement")
-	flagConns     = flag.Int("c", 16, "wrk connections")
-	flagWrkThr    = flag.Int("t", 1, "wrk threads")
-	flagReps      = flag.Int("reps", 3, "interleaved repetitions (the median is reported)")
-	flagThreads   = flag.Int("threads", 8, "Python threads of cmd/wsgi, gunicorn gthread and mod_wsgi (N)")
+	flagDur     = flag.Duration("d", 5*time.Second, "wrk duration of each measurement")
+	flagWarmup  = flag.Duration("warmup", time.Second, "wrk warm-up before each measurement")
+	flagConns   = flag.Int("c", 16, "wrk connections")
+	flagWrkThr  = flag.Int("t", 1, "wrk threads")
+	flagReps    = flag.Int("reps", 3, "interleaved repetitions (the median is reported)")
+	flagThreads = flag.Int("threads", 8, "Python threads of cmd/wsgi, gunicorn gthread and mod_wsgi (N)")
+	flagWorkers = flag.Int("workers", 1, "worker processes of every server that has them (cmd/wsgi -workers, gunicorn -w, "+
+		"uWSGI --processes, mod_wsgi processes=, uvicorn --workers); above 1, the multi-core configuration "+
+		"(make bench-cores: -workers 2 -server-cpu 0,1 -client-cpu 0,1)")
 	flagWSGI      = flag.String("wsgi", "bin/wsgi", "the cmd/wsgi binary to measure")
 	flagApps      = flag.String("apps", "bench/apps", "directory of the Python apps")
 	flagOut       = flag.String("out", "bench/results.md", "markdown results (empty: none)")
@@ -198,6 +201,15 @@ type env struct {
 	wsgiBin string
 	self    string
 	threads int
+	workers int // worker processes per server (-workers)
+}
+
+// workerArgs is cmd/wsgi's flag for e.workers, or nothing for one.
+func (e *env) workerArgs(flag string) []string {
+	if e.workers <= 1 {
+		return nil
+	}
+	return []string{flag, strconv.Itoa(e.workers)}
 }
 
 func lookFor(bins ...string) func(*env) string {
@@ -230,8 +242,8 @@ var servers = []*server{
 			if w.asgi {
 				proto = "asgi"
 			}
-			return []string{e.wsgiBin, "-addr", addr(port), "-dir", e.apps, "-app", w.app,
-				"-protocol", proto, "-threads", strconv.Itoa(e.threads), "-log-level", "warn"}, nil
+			return append([]string{e.wsgiBin, "-addr", addr(port), "-dir", e.apps, "-app", w.app,
+				"-protocol", proto, "-threads", strconv.Itoa(e.threads), "-log-level", "warn"}, e.workerArgs("-workers")...), nil
 		},
 		avail: func(e *env) string {
 			if _, err := os.Stat(e.wsgiBin); err != nil {
@@ -244,10 +256,31 @@ var servers = []*server{
 		key: "cmd/wsgi -threads 1", ours: true, wsgi: true,
 		how: "the same with -threads 1: one Python thread, as gunicorn sync, uWSGI and waitress run here",
 		argv: func(e *env, w *workload, port int, _ string) ([]string, error) {
-			return []string{e.wsgiBin, "-addr", addr(port), "-dir", e.apps, "-app", w.app,
-				"-protocol", "wsgi", "-threads", "1", "-log-level", "warn"}, nil
+			return append([]string{e.wsgiBin, "-addr", addr(port), "-dir", e.apps, "-app", w.app,
+				"-protocol", "wsgi", "-threads", "1", "-log-level", "warn"}, e.workerArgs("-workers")...), nil
 		},
 		avail: func(e *env) string {
+			if _, err := os.Stat(e.wsgiBin); err != nil {
+				return "no " + e.wsgiBin + " (make build)"
+			}
+			return ""
+		},
+	},
+	{
+		key: "cmd/wsgi -workers 1", ours: true, wsgi: true, asgi: true,
+		how: "with -workers above 1 only: cmd/wsgi as one process, for the scaling in the same run",
+		argv: func(e *env, w *workload, port int, _ string) ([]string, error) {
+			proto := "wsgi"
+			if w.asgi {
+				proto = "asgi"
+			}
+			return []string{e.wsgiBin, "-addr", addr(port), "-dir", e.apps, "-app", w.app,
+				"-protocol", proto, "-threads", strconv.Itoa(e.threads), "-log-level", "warn"}, nil
+		},
+		avail: func(e *env) string {
+			if e.workers <= 1 {
+				return "only with -workers above 1"
+			}
 			if _, err := os.Stat(e.wsgiBin); err != nil {
 				return "no " + e.wsgiBin + " (make build)"
 			}
@@ -266,7 +299,7 @@ var servers = []*server{
 		key: "gunicorn sync", wsgi: true,
 		how: "gunicorn -w 1 -k sync -b 127.0.0.1:PORT --log-level warning MODULE:app",
 		argv: func(e *env, w *workload, port int, _ string) ([]string, error) {
-			return []string{"gunicorn", "-w", "1", "-k", "sync", "-b", addr(port), "--log-level", "warning",
+			return []string{"gunicorn", "-w", strconv.Itoa(e.workers), "-k", "sync", "-b", addr(port), "--log-level", "warning",
 				"--chdir", e.apps, w.app}, nil
 		},
 		avail: lookFor("gunicorn"),
@@ -275,7 +308,7 @@ var servers = []*server{
 		key: "gunicorn gthread", wsgi: true,
 		how: "gunicorn -w 1 -k gthread --threads N -b 127.0.0.1:PORT --log-level warning MODULE:app",
 		argv: func(e *env, w *workload, port int, _ string) ([]string, error) {
-			return []string{"gunicorn", "-w", "1", "-k", "gthread", "--threads", strconv.Itoa(e.threads),
+			return []string{"gunicorn", "-w", strconv.Itoa(e.workers), "-k", "gthread", "--threads", strconv.Itoa(e.threads),
 				"-b", addr(port), "--log-level", "warning", "--chdir", e.apps, w.app}, nil
 		},
 		avail: lookFor("gunicorn"),
@@ -286,7 +319,7 @@ var servers = []*server{
 			"--master --processes 1 --die-on-term --disable-logging --need-app --module MODULE:app",
 		argv: func(e *env, w *workload, port int, _ string) ([]string, error) {
 			return []string{"uwsgi-core", "--plugin", "python3", "--http-socket", addr(port),
-				"--add-header", "Connection: close", "--master", "--processes", "1", "--die-on-term",
+				"--add-header", "Connection: close", "--master", "--processes", strconv.Itoa(e.workers), "--die-on-term",
 				"--disable-logging", "--need-app", "--pythonpath", e.apps, "--module", w.app}, nil
 		},
 		avail: func(*env) string {
@@ -305,7 +338,12 @@ var servers = []*server{
 		argv: func(e *env, w *workload, port int, _ string) ([]string, error) {
 			return []string{"waitress-serve", "--listen=" + addr(port), "--threads=1", w.app}, nil
 		},
-		avail: lookFor("waitress-serve"),
+		avail: func(e *env) string {
+			if e.workers > 1 {
+				return "one process only"
+			}
+			return lookFor("waitress-serve")(e)
+		},
 	},
 	{
 		key: "mod_wsgi", wsgi: true,
@@ -327,7 +365,7 @@ var servers = []*server{
 			"--no-access-log --log-level warning MODULE:app",
 		argv: func(e *env, w *workload, port int, _ string) ([]string, error) {
 			return []string{*flagPython, "-m", "uvicorn", "--host", "127.0.0.1", "--port", strconv.Itoa(port),
-				"--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+				"--workers", strconv.Itoa(e.workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
 				"--log-level", "warning", "--app-dir", e.apps, w.app}, nil
 		},
 		avail: pyImports("uvicorn", "uvloop", "httptools"),
@@ -380,7 +418,7 @@ KeepAlive On
 MaxKeepAliveRequests 0
 KeepAliveTimeout 15
 WSGISocketPrefix "{{DIR}}/wsgi"
-WSGIDaemonProcess bench processes=1 threads={{THREADS}} python-path={{APPS}} display-name=%{GROUP}
+WSGIDaemonProcess bench processes={{PROCS}} threads={{THREADS}} python-path={{APPS}} display-name=%{GROUP}
 WSGIProcessGroup bench
 WSGIApplicationGroup %{GLOBAL}
 WSGIScriptAlias / "{{DIR}}/app.wsgi"
@@ -399,7 +437,8 @@ func apacheArgv(e *env, w *workload, port int, dir string) ([]string, error) {
 		user = "User www-data\nGroup www-data"
 	}
 	conf := strings.NewReplacer("{{DIR}}", dir, "{{PORT}}", strconv.Itoa(port), "{{USER}}", user,
-		"{{MODS}}", apacheModules, "{{THREADS}}", strconv.Itoa(e.threads), "{{APPS}}", e.apps).Replace(apacheConf)
+		"{{MODS}}", apacheModules, "{{THREADS}}", strconv.Itoa(e.threads), "{{PROCS}}", strconv.Itoa(e.workers),
+		"{{APPS}}", e.apps).Replace(apacheConf)
 	mod, callable, _ := strings.Cut(w.app, ":")
 	script := fmt.Sprintf("from %s import %s as application\n", mod, callable)
 	if err := os.WriteFile(filepath.Join(dir, "apache2.conf"), []byte(conf), 0o644); err != nil {
@@ -952,7 +991,7 @@ func setup() (*env, error) {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	e := &env{apps: apps, tmp: tmp, file: filepath.Join(tmp, "file-10m.bin"), wsgiBin: wsgiBin, self: self, threads: *flagThreads}
+	e := &env{apps: apps, tmp: tmp, file: filepath.Join(tmp, "file-10m.bin"), wsgiBin: wsgiBin, self: self, threads: *flagThreads, workers: max(*flagWorkers, 1)}
 	fileBody = make([]byte, fileSize)
 	for i := range fileBody {
 		fileBody[i] = byte(i*7 + i>>12)
@@ -1177,11 +1216,16 @@ func report(e *env, ss []*server, ws []*workload, res map[string]*result, elapse
 		"handler doing the same work; \"vs best peer\": over the fastest Python server on that workload. "+
 		"Errors: wrk's non-2xx answers and socket errors, summed over the repetitions; "+
 		"† wrk counts a read error for each answer that ends by closing the connection (uWSGI with `Connection: close` "+
-		"on answers without Content-Length: Django's JSON, the stream), though the answer is whole. N = %d threads for cmd/wsgi, gunicorn gthread and mod_wsgi.\n\n",
-		*flagServerCPU, *flagServerCPU, *flagWrkThr, *flagConns, *flagDur, *flagClientCPU, *flagWarmup, *flagReps, e.threads)
+		"on answers without Content-Length: Django's JSON, the stream), though the answer is whole. N = %d threads for cmd/wsgi, gunicorn gthread and mod_wsgi; "+
+		"%d worker process(es) for every server that has them (waitress has not).\n\n",
+		*flagServerCPU, *flagServerCPU, *flagWrkThr, *flagConns, *flagDur, *flagClientCPU, *flagWarmup, *flagReps, e.threads, e.workers)
 
 	b.WriteString("## Targets\n\n")
-	b.WriteString(targets(ss, ws, res))
+	if e.workers > 1 {
+		b.WriteString(workerTargets(e, ss, ws, res))
+	} else {
+		b.WriteString(targets(ss, ws, res))
+	}
 
 	b.WriteString("\n## Results\n\n")
 	b.WriteString("| workload | server | req/s | vs Go | vs best peer | p50 | p99 | peak RSS (tree) | largest process | CPU/req | errors |\n")
@@ -1365,6 +1409,60 @@ func targets(ss []*server, ws []*workload, res map[string]*result) string {
 		if some {
 			b.WriteString(row + " |\n")
 		}
+	}
+	return b.String()
+}
+
+// workerTargets are the targets of the multi-core configuration: cmd/wsgi
+// with N workers ahead of the best peer with N workers on each workload,
+// Flask JSON scaling over cmd/wsgi as one process in the same run, and a
+// worker's RSS within one process's + 2 MiB.
+func workerTargets(e *env, ss []*server, ws []*workload, res map[string]*result) string {
+	get := func(wk, sk string) *result {
+		if r := res[wk+"/"+sk]; r != nil && r.runs > 0 {
+			return r
+		}
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| target (%d workers) | result | met |\n|---|---|---|\n", e.workers)
+	row := func(name, result string, ok bool) {
+		verdict := "**no**"
+		if ok {
+			verdict = "yes"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", name, mdEscape(result), verdict)
+	}
+	for _, w := range ws {
+		ours, best := get(w.key, "cmd/wsgi"), bestPeer(ss, w, res)
+		if ours == nil || best == nil {
+			continue
+		}
+		row(w.label+": cmd/wsgi ahead of the best peer",
+			fmt.Sprintf("%.2fx %s", ours.rps/best.rps, bestPeerKey(ss, w, res)), ours.rps > best.rps)
+	}
+	if multi, one := get("flask", "cmd/wsgi"), get("flask", "cmd/wsgi -workers 1"); multi != nil && one != nil {
+		x := multi.rps / one.rps
+		row(fmt.Sprintf("Flask JSON with %d workers >= 1.7x one process", e.workers), fmt.Sprintf("%.2fx", x), x >= 1.7)
+	}
+	var over []string
+	checked := 0
+	for _, w := range ws {
+		multi, one := get(w.key, "cmd/wsgi"), get(w.key, "cmd/wsgi -workers 1")
+		if multi == nil || one == nil {
+			continue
+		}
+		checked++
+		if multi.procRSS > one.peakRSS+2<<20 {
+			over = append(over, fmt.Sprintf("%s %.1f vs %.1f+2 MiB", w.label, mib(multi.procRSS), mib(one.peakRSS)))
+		}
+	}
+	if checked > 0 {
+		m := fmt.Sprintf("within on %d of %d workloads", checked-len(over), checked)
+		if len(over) > 0 {
+			m += "; over: " + strings.Join(over, "; ")
+		}
+		row("a worker's peak RSS <= one process's + 2 MiB", m, len(over) == 0)
 	}
 	return b.String()
 }
