@@ -20,7 +20,8 @@ OTHER_PYTHONS ?= 3.10 3.12 3.13
 FUZZTIME ?= 200000x
 
 DEBS := python3-dev pkg-config gcc python3-flask python3-django python3-falcon \
-	python3-bottle python3-pyramid python3-uvloop python3-starlette python3-fastapi python3-quart
+	python3-bottle python3-pyramid python3-uvloop python3-starlette python3-fastapi python3-quart \
+	python3-websockets
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-cores bench-install build clean soak

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -357,4 +359,25 @@ func TestASGIWebSocketTextUTF8(t *testing.T) {
 		assert.Equal(t, websocket.StatusInvalidFramePayloadData, websocket.CloseStatus(err), "%v", err)
 		assert.Equal(t, []string{"disconnect 1007"}, received("/utf8-coder"))
 	})
+}
+
+// The close codes, checked with a real client: Python's websockets
+// (Debian's python3-websockets) run against the server.
+func TestASGIWebSocketPythonClient(t *testing.T) {
+	skipWithoutFrameworks(t)
+	srv, received := wsRecordServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	out, err := exec.CommandContext(ctx, "/usr/bin/python3", "testdata/clients/ws_client.py", url).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	var seen map[string]any
+	require.NoError(t, json.Unmarshal(out, &seen), "%s", out)
+	assert.Equal(t, 4001.0, seen["close_echo"], "the client got the app's close code")
+	assert.Equal(t, "hi", seen["client_close_echo"])
+	assert.Equal(t, 1007.0, seen["bad_utf8"], "a text message that is not UTF-8 closes with 1007")
+
+	assert.Equal(t, []string{"disconnect 4001"}, received("/close-echo"), "the app gets the code the client echoed")
+	assert.Equal(t, []string{"text 'hi'", "disconnect 4100"}, received("/client-close"))
+	assert.Equal(t, []string{"disconnect 1007"}, received("/bad-utf8"), "the app never sees the message")
 }
