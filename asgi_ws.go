@@ -332,6 +332,9 @@ func (x *wsExchange) handle(ev wsEvent) {
 			// Origin checks are the app's (the Origin header is in the
 			// scope), as under uvicorn and other ASGI servers.
 			InsecureSkipVerify: true,
+			// permessage-deflate as uvicorn negotiates it, bounded: see
+			// Options.WebSocketCompression.
+			CompressionMode: x.h.cfg.wsCompression,
 		}
 		if ev.subprotocol != "" {
 			opts.Subprotocols = []string{ev.subprotocol}

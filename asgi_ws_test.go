@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -380,4 +381,60 @@ func TestASGIWebSocketPythonClient(t *testing.T) {
 	assert.Equal(t, []string{"disconnect 4001"}, received("/close-echo"), "the app gets the code the client echoed")
 	assert.Equal(t, []string{"text 'hi'", "disconnect 4100"}, received("/client-close"))
 	assert.Equal(t, []string{"disconnect 1007"}, received("/bad-utf8"), "the app never sees the message")
+}
+
+// permessage-deflate is negotiated by default (without context takeover,
+// so the memory it takes does not grow with the connections), can be set
+// to keep the context or turned off, and messages round-trip through it:
+// with Python's websockets, which offers it as browsers do, and with
+// coder/websocket.
+func TestASGIWebSocketCompression(t *testing.T) {
+	for _, tt := range []struct {
+		mode, python, coder string // the Sec-WebSocket-Extensions answered
+	}{
+		{"", "permessage-deflate; client_no_context_takeover; server_no_context_takeover",
+			"permessage-deflate; client_no_context_takeover; server_no_context_takeover"},
+		{"context-takeover", "permessage-deflate", "permessage-deflate"},
+		{"off", "", ""},
+	} {
+		t.Run("mode="+tt.mode, func(t *testing.T) {
+			h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "asgi_ws_record:app", Protocol: "asgi",
+				WebSocketCompression: tt.mode})
+			srv := serve(t, h)
+			url := "ws" + strings.TrimPrefix(srv.URL, "http")
+
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, resp, err := websocket.Dial(ctx, url+"/coder", &websocket.DialOptions{CompressionMode: websocket.CompressionContextTakeover})
+			require.NoError(t, err)
+			assert.Equal(t, tt.coder, resp.Header.Get("Sec-WebSocket-Extensions"))
+			c.SetReadLimit(1 << 20)
+			msg := strings.Repeat("compress me ", 5000)
+			require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(msg)))
+			typ, got, err := c.Read(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, websocket.MessageText, typ)
+			assert.Equal(t, msg, string(got))
+			require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+
+			if os.Getenv("WSGI_TEST_STDLIB_ONLY") != "" {
+				return // Python's websockets is Debian's, for the system Python
+			}
+			out, err := exec.CommandContext(ctx, "/usr/bin/python3", "testdata/clients/ws_deflate.py", url).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			var seen struct {
+				Extensions *string `json:"extensions"`
+				RoundTrips []bool  `json:"round_trips"`
+			}
+			require.NoError(t, json.Unmarshal(out, &seen), "%s", out)
+			ext := ""
+			if seen.Extensions != nil {
+				ext = *seen.Extensions
+			}
+			assert.Equal(t, tt.python, ext)
+			assert.Equal(t, []bool{true, true, true, true}, seen.RoundTrips)
+		})
+	}
+	_, err := wsgi.New(wsgi.Options{Dir: "testdata", App: "asgi_ws_record:app", Protocol: "asgi", WebSocketCompression: "max"})
+	assert.ErrorContains(t, err, `WebSocketCompression "max"`)
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/gowsgi/wsgi/internal/check"
 )
 
@@ -143,6 +145,18 @@ type Options struct {
 	// makes wsgi.input.read raise. If zero, there is no limit.
 	MaxBodyBytes int64
 
+	// WebSocketCompression is what an ASGI app's WebSockets negotiate of
+	// permessage-deflate (RFC 7692) when the client offers it:
+	// "no-context-takeover" compresses each message of 512 bytes or more
+	// on its own, with compressors shared by every connection, so the
+	// memory it takes grows with the messages being compressed at once,
+	// not with the connections open; "context-takeover" keeps each
+	// connection's window (better ratios on repetitive messages, about
+	// 1.2 MiB per connection); "off" never compresses. Decompressed
+	// messages stay within the read limit (MaxBodyBytes, or 16 MiB). If
+	// empty, "no-context-takeover".
+	WebSocketCompression string
+
 	// FinalizeOnClose finalizes the interpreter (atexit handlers run,
 	// non-daemon Python threads are joined) once this Handler is closed
 	// and no other Handler is open: when every open Handler was closed,
@@ -188,6 +202,7 @@ type config struct {
 	bodyReadTimeout time.Duration
 	requestTimeout  time.Duration
 	finalizeOnClose bool
+	wsCompression   websocket.CompressionMode
 }
 
 // resolve validates o and fills in defaults. It touches the file system
@@ -221,6 +236,16 @@ func (o Options) resolve(pythonVersion string) (*config, error) {
 	}
 	if c.module == "" {
 		return nil, errors.New("wsgi: no app: set App or Module")
+	}
+	switch o.WebSocketCompression {
+	case "", "no-context-takeover":
+		c.wsCompression = websocket.CompressionNoContextTakeover
+	case "context-takeover":
+		c.wsCompression = websocket.CompressionContextTakeover
+	case "off":
+		c.wsCompression = websocket.CompressionDisabled
+	default:
+		return nil, fmt.Errorf("wsgi: WebSocketCompression %q: want no-context-takeover, context-takeover or off", o.WebSocketCompression)
 	}
 	switch o.Protocol {
 	case "", "wsgi":
