@@ -18,7 +18,7 @@ type accessWriter struct {
 }
 
 func (a *accessWriter) WriteHeader(code int) {
-	if a.status == 0 {
+	if a.status == 0 && code >= 200 { // 1xx (Early Hints) is not the answer
 		a.status = code
 	}
 	a.ResponseWriter.WriteHeader(code)

@@ -78,6 +78,7 @@ type asgiEvent struct {
 	more     bool         // more_body / more_trailers
 	header   http.Header  // http.response.trailers
 	path     string       // http.response.pathsend
+	links    []string     // http.response.early_hint: "Link", value, ...
 	exc      *cpython.Exception
 }
 
@@ -166,6 +167,26 @@ func (x *asgiExchange) Send(msg map[string]any) (bool, error) {
 			ev.header.Add(fields[i], fields[i+1])
 		}
 		ev.more, _ = msg["more_trailers"].(bool)
+	case "http.response.early_hint":
+		// asgiref's early-hints extension: each of links is a Link
+		// header value, sent in a 103 before the final response.
+		if x.bodyDone {
+			return false, errors.New("wsgi: http.response.early_hint after the response")
+		}
+		links, ok := msg["links"].([]any)
+		if !ok {
+			return false, cpython.BadValue(errors.New("wsgi: http.response.early_hint: links must be a list of bytes"))
+		}
+		for _, l := range links {
+			b, ok := l.([]byte)
+			if !ok {
+				return false, cpython.BadValue(errors.New("wsgi: http.response.early_hint: links must be a list of bytes"))
+			}
+			if err := validateHeader("Link", string(b)); err != nil {
+				return false, cpython.BadValue(err)
+			}
+			ev.links = append(ev.links, "Link", string(b))
+		}
 	case "http.response.pathsend":
 		if !x.startSeen || x.bodyDone {
 			return false, errors.New("wsgi: http.response.pathsend must follow http.response.start, instead of a body")
@@ -558,6 +579,10 @@ func (x *asgiExchange) handle(ev asgiEvent) {
 		if !ev.more {
 			x.finished = true
 		}
+	case "http.response.early_hint":
+		if !x.sent && x.werr == nil { // too late once the head is out
+			sendEarlyHints(x.w, x.r, ev.links)
+		}
 	case "http.response.pathsend":
 		if !x.sent {
 			x.sendHead()
@@ -860,7 +885,9 @@ func buildScope(r *http.Request, prefix string, kind string, p peer, relative bo
 		e.Str("method")
 		e.Str(r.Method)
 		e.Str("extensions")
-		e.Dict(2 + exts)
+		e.Dict(3 + exts)
+		e.Str("http.response.early_hint")
+		e.Dict(0)
 		e.Str("http.response.trailers")
 		e.Dict(0)
 		e.Str("http.response.pathsend")

@@ -67,7 +67,7 @@ func TestASGIScope(t *testing.T) {
 	assert.Equal(t, "/mnt/scope/caf%C3%A9", s["raw_path"])
 	assert.Equal(t, "a=%20b", s["query_string"])
 	assert.Equal(t, map[string]any{"started": "yes"}, s["state"], "lifespan state reaches the request")
-	assert.Equal(t, []any{"environ", "http.response.pathsend", "http.response.trailers"}, s["extensions"])
+	assert.Equal(t, []any{"environ", "http.response.early_hint", "http.response.pathsend", "http.response.trailers"}, s["extensions"])
 	assert.Equal(t, map[string]any{"APP_MODE": "test", "REMOTE_USER": "alice"}, s["environ"],
 		"Options.Env and WithEnviron (auth) reach the scope")
 	assert.Equal(t, []any{"192.0.2.1", 1234.0}, s["client"])

@@ -61,7 +61,10 @@
 // header, are dropped. Then the wsgi.* keys: wsgi.input streams the body
 // (read, readline, readlines and iteration return what io.BytesIO would),
 // wsgi.errors logs one record per line, wsgi.file_wrapper sends regular
-// files with sendfile. Options.Env and WithEnviron (for Go middleware,
+// files with sendfile, wsgi.early_hints(headers) sends a 103 Early Hints
+// response (headers validated like the final ones; not to HTTP/1.0
+// clients, and only before the response starts). A chunked body adds
+// HTTP_TRANSFER_ENCODING. Options.Env and WithEnviron (for Go middleware,
 // such as an authentication layer setting REMOTE_USER) add keys.
 //
 // SCRIPT_NAME + PATH_INFO always rebuild the path the client asked for,

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -121,6 +122,57 @@ func (x *exchange) Write(p []byte) error {
 		return stateError("wsgi: write() called before start_response")
 	}
 	return x.writeBody(p, true)
+}
+
+// EarlyHints implements wsgi.early_hints: a 103 response with these
+// headers, validated like the final ones, while the final one has not
+// started.
+func (x *exchange) EarlyHints(packed string, nheaders int) error {
+	if x.over.Load() || x.sent {
+		return stateError("wsgi: early hints after the response started")
+	}
+	fields, rest := cpython.UnpackFields(packed, nil)
+	if len(fields) != 2*nheaders || rest != "" {
+		return cpython.BadValue(errors.New("wsgi: malformed early hints"))
+	}
+	for i := 0; i < len(fields); i += 2 {
+		if err := validateHeader(fields[i], fields[i+1]); err != nil {
+			return cpython.BadValue(err)
+		}
+	}
+	if x.werr != nil {
+		return errClientGone
+	}
+	sendEarlyHints(x.w, x.r, fields)
+	return nil
+}
+
+// sendEarlyHints writes a 103 with fields (name, value, ...), unless the
+// client speaks HTTP/1.0 (which has no 1xx responses). net/http sends the
+// header map as it is, so the hints go in and come out again: they hint
+// at this response, they are not part of the final one.
+func sendEarlyHints(w http.ResponseWriter, r *http.Request, fields []string) {
+	if !r.ProtoAtLeast(1, 1) || len(fields) == 0 {
+		return
+	}
+	hdr := w.Header()
+	saved := make(map[string][]string, len(fields)/2)
+	for i := 0; i < len(fields); i += 2 {
+		k := textproto.CanonicalMIMEHeaderKey(fields[i])
+		if _, ok := saved[k]; !ok {
+			saved[k] = hdr[k]
+			delete(hdr, k)
+		}
+		hdr[k] = append(hdr[k], fields[i+1])
+	}
+	w.WriteHeader(http.StatusEarlyHints)
+	for k, v := range saved {
+		if v == nil {
+			delete(hdr, k)
+		} else {
+			hdr[k] = v
+		}
+	}
 }
 
 // Read implements wsgi.input's operations. A large read of a declared

@@ -53,7 +53,7 @@ func (g *guardedWriter) WriteHeader(code int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.timedOut {
-		g.wrote = true
+		g.wrote = g.wrote || code >= 200 // after 103 Early Hints a 504 is still possible
 		g.w.WriteHeader(code)
 	}
 }

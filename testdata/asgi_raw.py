@@ -148,6 +148,17 @@ async def app(scope, receive, send):
         # Nothing reached the wire: the client must get a clean 500.
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         raise ValueError("boom after start, before any body")
+    elif path == "/early-hints":
+        await send({"type": "http.response.early_hint",
+                    "links": [b"</style.css>; rel=preload; as=style", b"</app.js>; rel=preload; as=script"]})
+        await respond(send, 200, b"hinted")
+    elif path == "/early-hint-bad":
+        try:
+            await send({"type": "http.response.early_hint", "links": [b"</x>\r\nSet-Cookie: a=1"]})
+            answer = b"sent"
+        except ValueError as e:
+            answer = ("ValueError: %s" % e).encode()
+        await respond(send, 200, answer)
     elif path == "/trailers-declared":
         # RFC 9110 section 6.6.2: announce the trailer fields in the head.
         await send({"type": "http.response.start", "status": 200, "trailers": True,

@@ -19,6 +19,11 @@ type Request interface {
 	StartResponse(packed string, nheaders int, hasExcInfo bool) (code int, msg string)
 	// Write sends body bytes from write() at once. The GIL is released.
 	Write(p []byte) error
+	// EarlyHints sends a 103 response with the headers packed as for
+	// StartResponse (names and values, no status). An error with a
+	// StateError method raises RuntimeError, ErrBadValue ValueError,
+	// others OSError. The GIL is released.
+	EarlyHints(packed string, nheaders int) error
 	// Read performs a wsgi.input operation (ReadOp or ReadLineOp, size n;
 	// n < 0 means no limit) and keeps the result for Take. It returns the
 	// result's length, and direct when the bytes are not read yet: Take

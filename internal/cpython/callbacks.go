@@ -105,6 +105,32 @@ func wsgiGoWrite(h C.uintptr_t, p *C.char, n C.int64_t, errbuf *C.char, errcap C
 	return 0
 }
 
+//export wsgiGoEarlyHints
+func wsgiGoEarlyHints(h C.uintptr_t, p *C.char, n C.int64_t, nh C.int32_t, errbuf *C.char, errcap C.int64_t) (rc C.int32_t) {
+	defer func() {
+		if r := recover(); r != nil {
+			rc = 2
+			setErr(errbuf, errcap, panicMessage("wsgi.early_hints", r))
+		}
+	}()
+	req, ok := lookup(h)
+	if !ok {
+		setErr(errbuf, errcap, errEnded{}.Error())
+		return 2
+	}
+	if err := req.EarlyHints(C.GoStringN(p, C.int(n)), int(nh)); err != nil {
+		setErr(errbuf, errcap, err.Error())
+		if _, state := err.(interface{ StateError() }); state {
+			return 2
+		}
+		if errors.Is(err, ErrBadValue) {
+			return 3
+		}
+		return 1
+	}
+	return 0
+}
+
 //export wsgiGoRead
 func wsgiGoRead(h C.uintptr_t, op C.int, n C.int64_t, direct *C.int, errbuf *C.char, errcap C.int64_t) (got C.int64_t) {
 	defer func() {

@@ -71,7 +71,7 @@ static PyObject *file_wrapper_t;  // host.FileWrapper
 static PyObject **known_keys;     // interned environ keys
 static int32_t n_known_keys;
 static PyObject *s_close, *s_fileno, *s_tell, *s_filelike, *s_wsgi_input,
-    *s_wsgi_errors;
+    *s_wsgi_errors, *s_wsgi_early_hints;
 static PyTypeObject *input_t, *errors_t, *responder_t;
 
 static char *xstrdup(const char *s) {
@@ -284,6 +284,59 @@ static PyObject *responder_write(PyObject *self, PyObject *data) {
 
 static PyMethodDef write_def = {"write", (PyCFunction)responder_write, METH_O,
                                 "Writes bytes to the client at once (PEP 3333)."};
+
+// wsgi.early_hints(headers): sends a 103 Early Hints response with these
+// (name, value) headers now, before the final one (gunicorn's name). Go
+// validates them like any response header; the GIL is released while it
+// writes (the packed headers are in this thread's scratch buffer).
+static PyObject *responder_early_hints(PyObject *self, PyObject *headers) {
+    responder *r = (responder *)self;
+    if (r->h == 0) return raise_ended("wsgi.early_hints");
+    CHECK_OWNER(r, "wsgi.early_hints")
+    if (!PyList_Check(headers)) {
+        PyErr_Format(PyExc_TypeError, "wsgi: early hints must be a list of (name, value) tuples, not %.200s",
+                     Py_TYPE(headers)->tp_name);
+        return NULL;
+    }
+    size_t off = 0;
+    Py_ssize_t nh = PyList_GET_SIZE(headers);
+    if (nh > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "wsgi: too many headers");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nh; i++) {
+        PyObject *t = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
+            PyErr_Format(PyExc_TypeError, "wsgi: early hint %zd must be a (name, value) tuple, not %R", i, t);
+            return NULL;
+        }
+        if (pack_latin1(PyTuple_GET_ITEM(t, 0), &off, "header name") < 0) return NULL;
+        if (pack_latin1(PyTuple_GET_ITEM(t, 1), &off, "header value") < 0) return NULL;
+    }
+    char err[ERRBUF];
+    int32_t rc;
+    uintptr_t h = r->h;
+    char *p = scratch;
+    Py_BEGIN_ALLOW_THREADS
+    rc = wsgiGoEarlyHints(h, p, (int64_t)off, (int32_t)nh, err, sizeof err);
+    Py_END_ALLOW_THREADS
+    switch (rc) {
+    case 0:
+        Py_RETURN_NONE;
+    case 2:
+        PyErr_SetString(PyExc_RuntimeError, err);
+        return NULL;
+    case 3:
+        PyErr_SetString(PyExc_ValueError, err);
+        return NULL;
+    default:
+        PyErr_SetString(PyExc_OSError, err);
+        return NULL;
+    }
+}
+
+static PyMethodDef early_hints_def = {"early_hints", (PyCFunction)responder_early_hints, METH_O,
+                                      "Sends 103 Early Hints with these (name, value) headers now."};
 
 static PyObject *reraise(PyObject *exc_info) {
     if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
@@ -668,7 +721,9 @@ int wsgi_initialize(const char *program, const char *host_src, const char *keys,
     s_filelike = PyUnicode_InternFromString("filelike");
     s_wsgi_input = PyUnicode_InternFromString("wsgi.input");
     s_wsgi_errors = PyUnicode_InternFromString("wsgi.errors");
-    if (!s_close || !s_fileno || !s_tell || !s_filelike || !s_wsgi_input || !s_wsgi_errors)
+    s_wsgi_early_hints = PyUnicode_InternFromString("wsgi.early_hints");
+    if (!s_close || !s_fileno || !s_tell || !s_filelike || !s_wsgi_input || !s_wsgi_errors ||
+        !s_wsgi_early_hints)
         goto py_fail;
 
     known_keys = calloc((size_t)nkeys, sizeof(PyObject *));
@@ -873,6 +928,11 @@ static PyObject *build_environ(wsgi_app *app, wsgi_req *req, const char *env, in
     }
     if (PyDict_SetItem(d, s_wsgi_input, (PyObject *)req->input) < 0) goto fail;
     if (PyDict_SetItem(d, s_wsgi_errors, (PyObject *)req->errors) < 0) goto fail;
+    PyObject *hints = PyCFunction_New(&early_hints_def, (PyObject *)req->resp);
+    if (hints == NULL) goto fail;
+    int rc = PyDict_SetItem(d, s_wsgi_early_hints, hints);
+    Py_DECREF(hints);
+    if (rc < 0) goto fail;
     return d;
 bad:
     PyErr_SetString(PyExc_SystemError, "wsgi: malformed environ buffer");
