@@ -105,6 +105,14 @@ func TestServerListsApps(t *testing.T) {
 	assert.Equal(t, "wsgi", list.Apps[0].Protocol)
 	assert.Equal(t, 1, list.Apps[0].Requests)
 	assert.Equal(t, "shop", list.Apps[1].Name)
+	assert.NotContains(t, w.Body.String(), "worker", "no worker id outside the command's workers")
+
+	s.SetWorker(3)
+	w = get(t, s, "/", "application/json")
+	var page struct{ Worker int }
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &page), w.Body.String())
+	assert.Equal(t, 3, page.Worker)
+	assert.Contains(t, get(t, s, "/", "text/html").Body.String(), "<p>Answered by worker 3.</p>")
 
 	r := httptest.NewRequest(http.MethodPost, "/", nil)
 	w = httptest.NewRecorder()
