@@ -4,11 +4,12 @@
 //	wsgi -config apps.toml [-addr host:port] [-log-format text|json]
 //
 // With -config it serves every app of a TOML file, each at its prefix
-// (see package github.com/gowsgi/wsgi/config for the format); -addr and
-// -log-format, when given, override the file's addr and log_format. The
-// flags that describe one app (-dir, -max-body, -request-timeout, ...) are
-// refused with -config: each app sets them with its keys in the file
-// (dir, max_body, request_timeout, ...).
+// (see package github.com/gowsgi/wsgi/config for the format); -addr,
+// -log-format, -workers and the recycling flags, when given, override the
+// file's addr, log_format, workers, max_requests, max_requests_jitter and
+// max_rss. The flags that describe one app (-dir, -max-body,
+// -request-timeout, ...) are refused with -config: each app sets them with
+// its keys in the file (dir, max_body, request_timeout, ...).
 //
 // -reload re-imports the app when a .py file under -dir changes; -debug
 // does that too and puts Python tracebacks in 500 responses, as the config

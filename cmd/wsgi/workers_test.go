@@ -187,6 +187,15 @@ func TestWorkersServe(t *testing.T) {
 	pids := twoWorkers(t, base+"/")
 	assert.NotEqual(t, pids[1], pids[2])
 	assert.NotContains(t, pids, p.cmd.Process.Pid, "the master serves nothing itself")
+	// workers.py imports ctypes: its extension module is mapped in each
+	// worker, never in the master, which starts no interpreter.
+	maps := func(pid int) string {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+		require.NoError(t, err)
+		return string(b)
+	}
+	assert.Contains(t, maps(pids[1]), "_ctypes")
+	assert.NotContains(t, maps(p.cmd.Process.Pid), "_ctypes")
 
 	assert.Equal(t, 0, p.stop(t), p.stderr())
 	log := p.stderr()
