@@ -129,6 +129,12 @@ type Config struct {
 	// Only with Workers above 1. If zero, never.
 	MaxRSS int `toml:"max_rss"`
 
+	// NoReload turns off every app's reloading (Debug keeps its
+	// tracebacks), for a process that is restarted instead when the code
+	// changes: the wsgi command's workers. Not a key of the file. If
+	// false, Debug and Reload reload.
+	NoReload bool `toml:"-"`
+
 	// Apps are the apps to serve, each at its own prefix. At least one.
 	Apps []App `toml:"app"`
 }

@@ -109,7 +109,7 @@ func (s *Server) options(cfg *Config, a App, logger *slog.Logger, extra map[stri
 		Env:       a.Env,
 		Logger:    logger,
 		Debug:     a.Debug,
-		Reload:    a.Debug || a.Reload,
+		Reload:    (a.Debug || a.Reload) && !cfg.NoReload,
 		Static:    a.Static == "always",
 		LogFile:   a.LogFile,
 		AccessLog: cfg.AccessLog,

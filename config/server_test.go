@@ -247,16 +247,17 @@ func TestServerDebugAndReload(t *testing.T) {
 	td, err := filepath.Abs("testdata")
 	require.NoError(t, err)
 	for _, tc := range []struct {
-		debug, reload         bool
-		wantDebug, wantReload bool
+		debug, reload, noReload bool
+		wantDebug, wantReload   bool
 	}{
-		{false, false, false, false},
-		{true, false, true, true},
-		{false, true, false, true},
-		{true, true, true, true},
+		{false, false, false, false, false},
+		{true, false, false, true, true},
+		{false, true, false, false, true},
+		{true, true, false, true, true},
+		{true, true, true, true, false}, // NoReload: a worker whose master restarts it
 	} {
-		t.Run(fmt.Sprintf("debug=%v,reload=%v", tc.debug, tc.reload), func(t *testing.T) {
-			cfg := &config.Config{Apps: []config.App{{
+		t.Run(fmt.Sprintf("debug=%v,reload=%v,noreload=%v", tc.debug, tc.reload, tc.noReload), func(t *testing.T) {
+			cfg := &config.Config{NoReload: tc.noReload, Apps: []config.App{{
 				Name: "blog", Dir: filepath.Join(td, "blog"), Module: "app", Debug: tc.debug, Reload: tc.reload,
 			}}}
 			o := firstOptions(t, cfg)[0]

@@ -257,7 +257,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		"protocol", f.protocol,
 	}
 	if wk == nil && f.workers.Count() > 1 {
-		return runMaster(ctx, logger, f, args, stderr, attrs)
+		var watch []string
+		if f.debug || f.reload {
+			watch = []string{absDir(f.dir)}
+		}
+		return runMaster(ctx, logger, f, args, stderr, attrs, watch)
 	}
 	if wk != nil {
 		logger = logger.With("worker", wk.id)
@@ -278,7 +282,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		RequestTimeout:  f.requestTimeout,
 		TrustedProxies:  splitList(f.trustedProxies),
 		Debug:           f.debug,
-		Reload:          f.debug || f.reload,
+		Reload:          (f.debug || f.reload) && wk == nil, // a worker's master restarts it instead
 		Logger:          logger,
 	})
 	if err != nil {
@@ -337,10 +341,17 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 	} else {
 		logMounted(logger, cfg)
 		if f.workers.Count() > 1 {
-			return runMaster(ctx, logger, f, args, stderr, attrs)
+			var watch []string
+			for _, a := range cfg.Apps {
+				if a.Debug || a.Reload {
+					watch = append(watch, a.Dir)
+				}
+			}
+			return runMaster(ctx, logger, f, args, stderr, attrs, watch)
 		}
 		warnWorkerFlags(logger, f)
 	}
+	cfg.NoReload = wk != nil // its master restarts it instead
 	srv, err := config.NewServer(cfg, logger, nil)
 	if err != nil {
 		logLoadError(logger, stderr, format == "json", err)

@@ -88,8 +88,10 @@ type master struct {
 
 // runMaster binds f.addr and serves it from f.workers worker processes
 // until ctx is done. It imports no Python. attrs describe the apps in
-// the startup record. It returns the process exit code.
-func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string, stderr io.Writer, attrs []any) int {
+// the startup record. A change to a .py file under one of the watch
+// directories (-reload, -debug) replaces the workers, as SIGHUP does. It
+// returns the process exit code.
+func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string, stderr io.Writer, attrs []any, watch []string) int {
 	n := f.workers.Count()
 	exe, err := os.Executable()
 	if err != nil {
@@ -142,6 +144,7 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		m.slots[id].cur = w
 	}
 	serving := append([]any{"addr", addr, "workers", n, "pid", os.Getpid()}, attrs...)
+	changed := watchCode(logger, watch, m.done)
 
 	var kill <-chan time.Time
 	for !m.stopping || len(m.live) > 0 {
@@ -151,7 +154,9 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 			logger.Info("wsgi: shutting down; workers finish requests in flight", "grace", m.grace)
 			m.shutdown(exitOK)
 		case <-hup:
-			m.startRolling()
+			m.startRolling("SIGHUP")
+		case file := <-changed:
+			m.startRolling("code changed: " + file)
 		case id := <-m.respawn:
 			if s := m.slots[id]; !m.stopping && s.cur == nil && s.next == nil {
 				s.cur, _ = m.spawn(id)
@@ -423,16 +428,17 @@ func (m *master) scheduleRespawn(id int) {
 	})
 }
 
-// startRolling replaces every worker, one at a time, on SIGHUP.
-func (m *master) startRolling() {
+// startRolling replaces every worker, one at a time (on SIGHUP, or a
+// code change with -reload); why says which.
+func (m *master) startRolling(why string) {
 	switch {
 	case m.stopping:
 		return
 	case !m.started:
-		m.logger.Warn("wsgi: SIGHUP before every worker is ready; ignored")
+		m.logger.Warn("wsgi: restart before every worker is ready; ignored", "why", why)
 		return
 	}
-	m.logger.Info("wsgi: SIGHUP; replacing the workers one at a time", "workers", len(m.slots)-1)
+	m.logger.Info("wsgi: replacing the workers one at a time", "why", why, "workers", len(m.slots)-1)
 	m.rolling = m.rolling[:0]
 	for id := 1; id < len(m.slots); id++ {
 		m.rolling = append(m.rolling, id)

@@ -46,6 +46,16 @@ func copyWorkersApp(t *testing.T) (dir, file string, src []byte) {
 	return dir, file, src
 }
 
+// rewrite replaces an app file. Python trusts a .pyc whose recorded
+// source mtime (in seconds) and size match: move the mtime on, so that a
+// rewrite of the same size within the same second is not missed.
+func rewrite(t *testing.T, file string, src []byte) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(file, src, 0o644))
+	later := time.Now().Add(2 * time.Second)
+	require.NoError(t, os.Chtimes(file, later, later))
+}
+
 var pidRe = regexp.MustCompile(`^(version \d+) pid=(\d+) worker=(\d+)\n$`)
 
 // answer is one response of workers.py.
@@ -307,7 +317,7 @@ func TestWorkersKeepDying(t *testing.T) {
 	dir, file, src := copyWorkersApp(t)
 	p, base := startWorkers(t, nil, dir)
 	pids := twoWorkers(t, base+"/")
-	require.NoError(t, os.WriteFile(file, append([]byte("import wsgi_test_no_such_module\n"), src...), 0o644))
+	rewrite(t, file, append([]byte("import wsgi_test_no_such_module\n"), src...))
 	require.NoError(t, syscall.Kill(pids[1], syscall.SIGKILL))
 	// Backoff 0.1+0.2+0.4+0.8 s between the five deaths.
 	done := make(chan int, 1)
@@ -329,7 +339,7 @@ func TestWorkersSIGHUP(t *testing.T) {
 	dir, file, src := copyWorkersApp(t)
 	p, base := startWorkers(t, nil, dir)
 	pids := twoWorkers(t, base+"/")
-	require.NoError(t, os.WriteFile(file, bytes.Replace(src, []byte(`"version 1"`), []byte(`"version 2"`), 1), 0o644))
+	rewrite(t, file, bytes.Replace(src, []byte(`"version 1"`), []byte(`"version 2"`), 1))
 
 	wait := loadFor(base+"/", 4, 2500*time.Millisecond)
 	time.Sleep(200 * time.Millisecond)
@@ -355,7 +365,7 @@ func TestWorkersSIGHUPImportError(t *testing.T) {
 	dir, file, src := copyWorkersApp(t)
 	p, base := startWorkers(t, nil, dir)
 	pids := twoWorkers(t, base+"/")
-	require.NoError(t, os.WriteFile(file, append([]byte("import wsgi_test_no_such_module\n"), src...), 0o644))
+	rewrite(t, file, append([]byte("import wsgi_test_no_such_module\n"), src...))
 
 	wait := loadFor(base+"/", 4, 1500*time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
@@ -414,4 +424,22 @@ func TestWorkersSIGTERMFinishesRequestInFlight(t *testing.T) {
 	assert.Equal(t, "version 1", r.a.version)
 	assert.Equal(t, 0, p.wait(t), p.stderr())
 	assert.Contains(t, p.stderr(), `msg="wsgi: stopped"`)
+}
+
+// -reload with workers: a change to the code replaces the workers (new
+// processes), rather than re-importing in each.
+func TestWorkersReload(t *testing.T) {
+	t.Parallel()
+	dir, file, src := copyWorkersApp(t)
+	p, base := startWorkers(t, nil, dir, "-reload")
+	pids := twoWorkers(t, base+"/")
+	rewrite(t, file, bytes.Replace(src, []byte(`"version 1"`), []byte(`"version 2"`), 1))
+	waitLog(t, p, "wsgi: rolling restart done", 10*time.Second)
+	after := twoWorkers(t, base+"/")
+	assert.NotEqual(t, pids[1], after[1])
+	assert.NotEqual(t, pids[2], after[2])
+	assert.Equal(t, "version 2", ask(t, base+"/").version)
+	assert.Contains(t, p.stderr(), `why="code changed: `+file+`"`)
+	assert.NotContains(t, p.stderr(), "wsgi: reloaded the app", "workers do not re-import themselves")
+	assert.Equal(t, 0, p.stop(t), p.stderr())
 }
