@@ -341,11 +341,16 @@ func TestWorkersSIGHUP(t *testing.T) {
 	pids := twoWorkers(t, base+"/")
 	rewrite(t, file, bytes.Replace(src, []byte(`"version 1"`), []byte(`"version 2"`), 1))
 
-	wait := loadFor(base+"/", 4, 2500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	done := make(chan *loadResult, 1)
+	go func() { done <- runLoad(ctx, base+"/", 4) }()
 	time.Sleep(200 * time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
 	waitLog(t, p, "wsgi: rolling restart done", 10*time.Second)
-	r := wait()
+	time.Sleep(300 * time.Millisecond) // the old workers drain; every goroutine asks again
+	cancel()
+	r := <-done
 	assert.Empty(t, r.failures)
 	assert.Greater(t, r.versions["version 1"], 0)
 	assert.Greater(t, r.versions["version 2"], 0)
