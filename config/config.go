@@ -67,9 +67,11 @@
 //
 //   - ping() returns "pong"; its arguments are ignored.
 //   - host() returns a dict: "go_version" (the Go runtime's version),
-//     "uptime_seconds" (a float, since NewServer was called) and "apps",
-//     a list of dicts with each app's "name", "prefix" ("/" for the root)
-//     and "requests" (requests served so far).
+//     "uptime_seconds" (a float, since NewServer was called), "apps", a
+//     list of dicts with each app's "name", "prefix" ("/" for the root)
+//     and "requests" (requests served so far, in this process), and, in
+//     a worker process of the wsgi command, "worker", its id (see
+//     Server.SetWorker).
 package config
 
 import (
