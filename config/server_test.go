@@ -180,6 +180,12 @@ func TestServerFunctions(t *testing.T) {
 		map[string]any{"name": "blog", "prefix": "/blog", "requests": int64(0)},
 		map[string]any{"name": "shop", "prefix": "/shop", "requests": int64(2)},
 	}, host["apps"])
+	assert.NotContains(t, host, "worker")
+
+	s.SetWorker(2)
+	got, err = opts[0].Functions["host"](ctx, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 2, got.(map[string]any)["worker"])
 }
 
 func TestServerExtraFunctionReplacesBuiltin(t *testing.T) {

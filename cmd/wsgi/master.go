@@ -392,7 +392,8 @@ func (m *master) exited(w *worker, st *os.ProcessState, crash string) {
 		m.rolling, m.rollCur = nil, 0
 	}
 	if wasNext && s.cur != nil {
-		m.logger.Error("wsgi: replacement failed; the old worker keeps serving", "worker", w.id, "pid", s.cur.pid)
+		// Not retried: the code on disk is broken; SIGHUP tries again.
+		m.logger.Error("wsgi: replacement failed; the old worker keeps serving until the next SIGHUP", "worker", w.id, "pid", s.cur.pid)
 		return
 	}
 	if !m.started && w.readyAt.IsZero() {
