@@ -448,3 +448,19 @@ func TestWorkersReload(t *testing.T) {
 	assert.NotContains(t, p.stderr(), "wsgi: reloaded the app", "workers do not re-import themselves")
 	assert.Equal(t, 0, p.stop(t), p.stderr())
 }
+
+// A recycling replacement that cannot import: the old worker serves on.
+func TestWorkersRecycleImportError(t *testing.T) {
+	t.Parallel()
+	dir, file, src := copyWorkersApp(t)
+	p, base := startWorkers(t, nil, dir, "-max-requests", "30")
+	pids := twoWorkers(t, base+"/")
+	rewrite(t, file, append([]byte("import wsgi_test_no_such_module\n"), src...))
+	r := loadFor(base+"/", 4, 1500*time.Millisecond)()
+	assert.Empty(t, r.failures)
+	for pid := range r.pids {
+		assert.Contains(t, []int{pids[1], pids[2]}, pid, "only the old workers answered")
+	}
+	waitLog(t, p, "wsgi: replacement failed; the old worker keeps serving", 5*time.Second)
+	assert.Equal(t, 0, p.stop(t), p.stderr())
+}
