@@ -161,7 +161,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.maxJitter, "max-requests-jitter", 0, "with -max-requests: add a random 0..`N` requests per worker, so that workers do not restart together")
 	fs.IntVar(&f.maxRSS, "max-rss", 0, "with -workers: replace a worker whose resident memory is above this many `MiB` (0 means never)")
 	fs.BoolVar(&f.version, "version", false, "print the Python version and executable, then exit")
-	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr and -log-format override its settings; "+
+	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr, -log-format, -workers and the recycling flags override its settings; "+
 		"the flags that describe one app (-dir, -threads, -max-body, the timeouts, -trusted-proxies, ...) are refused: set the app's keys in the file")
 
 	if err := fs.Parse(args); err != nil {
@@ -336,19 +336,19 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 		"config", absDir(f.config),
 		"apps", len(cfg.Apps),
 	}
+	if wk == nil && f.workers.Count() > 1 {
+		logMounted(logger, cfg)
+		var watch []string
+		for _, a := range cfg.Apps {
+			if a.Debug || a.Reload {
+				watch = append(watch, a.Dir)
+			}
+		}
+		return runMaster(ctx, logger, f, args, stderr, attrs, watch)
+	}
 	if wk != nil {
 		logger = logger.With("worker", wk.id)
 	} else {
-		logMounted(logger, cfg)
-		if f.workers.Count() > 1 {
-			var watch []string
-			for _, a := range cfg.Apps {
-				if a.Debug || a.Reload {
-					watch = append(watch, a.Dir)
-				}
-			}
-			return runMaster(ctx, logger, f, args, stderr, attrs, watch)
-		}
 		warnWorkerFlags(logger, f)
 	}
 	cfg.NoReload = wk != nil // its master restarts it instead
@@ -359,6 +359,8 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 	}
 	if wk != nil {
 		srv.SetWorker(wk.id)
+	} else {
+		logMounted(logger, cfg) // once the apps have imported
 	}
 	tune(srv.Handlers()...)
 	return serve(ctx, logger, wk.withLimits(f), addr, f.shutdownTimeout, srv, srv.Close, attrs...)
