@@ -47,6 +47,7 @@ func isWorker() bool {
 // *workerConn is a process that is no worker; its methods do nothing.
 type workerConn struct {
 	id        int
+	master    int // the master's pid: this process's parent at start
 	listeners []net.Listener
 	pipe      *os.File
 
@@ -73,7 +74,7 @@ func inheritWorker() (*workerConn, error) {
 	}
 	// A wsgi command the app starts is no worker of this master.
 	_ = os.Unsetenv(envWorkerFDs)
-	wk := &workerConn{id: id}
+	wk := &workerConn{id: id, master: os.Getppid()}
 	for i := range n {
 		ln, err := newFDListener(firstInheritedFD + i) // not net.FileListener: see listener.go
 		if err != nil {
@@ -196,7 +197,7 @@ func residentBytes() (int64, error) {
 // away (the worker is reparented), so that an orphan drains and exits.
 func (wk *workerConn) watchMaster(ctx context.Context, logger *slog.Logger) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
-	master := os.Getppid()
+	master := wk.master // from before the apps imported, which may take long
 	go func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
