@@ -464,3 +464,24 @@ func TestWorkersRecycleImportError(t *testing.T) {
 	waitLog(t, p, "wsgi: replacement failed; the old worker keeps serving", 5*time.Second)
 	assert.Equal(t, 0, p.stop(t), p.stderr())
 }
+
+// Workers whose master is killed drain and exit by themselves.
+func TestWorkersOrphaned(t *testing.T) {
+	t.Parallel()
+	p, base := startWorkers(t, nil, "")
+	pids := twoWorkers(t, base+"/")
+	require.NoError(t, p.cmd.Process.Kill())
+	gone := func(pid int) bool {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return true
+		}
+		// pid (comm) STATE ...: a zombie has exited.
+		i := bytes.LastIndexByte(b, ')')
+		return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
+	}
+	assert.Eventually(t, func() bool { return gone(pids[1]) && gone(pids[2]) }, 10*time.Second, 50*time.Millisecond,
+		"the workers outlived their master")
+	_ = p.wait(t)
+	assert.Contains(t, p.stderr(), "wsgi: the master is gone; stopping")
+}
