@@ -13,6 +13,10 @@
 //	addr = "127.0.0.1:8080"   # host:port to listen on (the wsgi command's -addr wins)
 //	access_log = true         # one log record per request; default false
 //	log_format = "json"       # "text" (default) or "json" (-log-format wins)
+//	workers = 4               # worker processes, or "auto" (one per CPU); default 1 (-workers wins)
+//	max_requests = 10000      # a worker is replaced after this many requests; 0 (default): never
+//	max_requests_jitter = 500 # plus a random 0..N, so that workers do not restart together
+//	max_rss = 512             # a worker is replaced above this resident size in MiB; 0 (default): never
 //
 //	[[app]]
 //	name = "blog"             # required, unique; tags the app's log records
@@ -63,9 +67,11 @@
 //
 //   - ping() returns "pong"; its arguments are ignored.
 //   - host() returns a dict: "go_version" (the Go runtime's version),
-//     "uptime_seconds" (a float, since NewServer was called) and "apps",
-//     a list of dicts with each app's "name", "prefix" ("/" for the root)
-//     and "requests" (requests served so far).
+//     "uptime_seconds" (a float, since NewServer was called), "apps", a
+//     list of dicts with each app's "name", "prefix" ("/" for the root)
+//     and "requests" (requests served so far, in this process), and, in
+//     a worker process of the wsgi command, "worker", its id (see
+//     Server.SetWorker).
 package config
 
 import (
@@ -76,6 +82,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,6 +107,35 @@ type Config struct {
 	// LogFormat is "text" or "json", for the wsgi command's log. If empty,
 	// "text".
 	LogFormat string `toml:"log_format"`
+
+	// Workers is how many worker processes the wsgi command runs, each
+	// with its own interpreter, behind one listening socket; WorkersAuto
+	// (the string "auto" in a file) means one per CPU this process may
+	// use. A Server serves in one process; only the command uses it. If
+	// zero, 1: a single process, no workers.
+	Workers Workers `toml:"workers"`
+
+	// MaxRequests makes the wsgi command replace a worker after it has
+	// served this many requests (plus a random 0..MaxRequestsJitter): the
+	// replacement starts and is ready first, then the old worker finishes
+	// its requests and exits. Only with Workers above 1. If zero, never.
+	MaxRequests int `toml:"max_requests"`
+
+	// MaxRequestsJitter is the upper bound of the random number of
+	// requests added to MaxRequests for each worker, so that workers do
+	// not restart together. If zero, none.
+	MaxRequestsJitter int `toml:"max_requests_jitter"`
+
+	// MaxRSS makes the wsgi command replace a worker whose resident memory
+	// is above this many MiB (checked every second), as MaxRequests does.
+	// Only with Workers above 1. If zero, never.
+	MaxRSS int `toml:"max_rss"`
+
+	// NoReload turns off every app's reloading (Debug keeps its
+	// tracebacks), for a process that is restarted instead when the code
+	// changes: the wsgi command's workers. Not a key of the file. If
+	// false, Debug and Reload reload.
+	NoReload bool `toml:"-"`
 
 	// Apps are the apps to serve, each at its own prefix. At least one.
 	Apps []App `toml:"app"`
@@ -197,6 +233,55 @@ type App struct {
 	// path is relative to the file's directory. If empty, none.
 	Virtualenv string `toml:"virtualenv"`
 }
+
+// Workers is a number of worker processes: a count, or WorkersAuto. In a
+// file it is an integer or the string "auto".
+type Workers int
+
+// WorkersAuto is one worker per CPU this process may use (its scheduler
+// affinity, as runtime.NumCPU reports it).
+const WorkersAuto Workers = -1
+
+// Count is the number of worker processes: 1 for zero, runtime.NumCPU()
+// for WorkersAuto.
+func (w Workers) Count() int {
+	switch {
+	case w == WorkersAuto:
+		return runtime.NumCPU()
+	case w <= 0:
+		return 1
+	}
+	return int(w)
+}
+
+// String is "auto" or the count.
+func (w Workers) String() string {
+	if w == WorkersAuto {
+		return "auto"
+	}
+	return strconv.Itoa(int(w))
+}
+
+// MarshalText is String's text.
+func (w Workers) MarshalText() ([]byte, error) { return []byte(w.String()), nil }
+
+// UnmarshalText reads "auto" or a positive count.
+func (w *Workers) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "auto" {
+		*w = WorkersAuto
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return errWorkers
+	}
+	*w = Workers(n)
+	return nil
+}
+
+// errWorkers is UnmarshalText's error; decodeError puts it on its line.
+var errWorkers = errors.New(`workers must be a positive integer or "auto"`)
 
 // Auth is an app's authentication (wsgi.Options.BasicAuth).
 type Auth struct {
@@ -351,6 +436,10 @@ var keyTypes = map[string]string{
 	"addr":                    "a string",
 	"access_log":              "a boolean",
 	"log_format":              "a string",
+	"workers":                 `a positive integer or "auto"`,
+	"max_requests":            "an integer",
+	"max_requests_jitter":     "an integer",
+	"max_rss":                 "an integer (MiB)",
 	"app":                     "an array of tables ([[app]])",
 	"name":                    "a string",
 	"prefix":                  "a string",
@@ -397,12 +486,20 @@ func decodeError(file string, idx *docIndex, err error) error {
 		}
 		return joinErrors(errs)
 	}
+	if errors.Is(err, errWorkers) {
+		// A value of another type reaches UnmarshalText too, and the
+		// decoder then does not say where.
+		return &Error{File: file, Line: idx.top["workers"], Key: "workers", Msg: errWorkers.Error()}
+	}
 	var de *toml.DecodeError
 	if !errors.As(err, &de) {
 		return &Error{File: file, Msg: err.Error()}
 	}
 	line, _ := de.Position()
 	msg := strings.TrimPrefix(de.Error(), "toml: ")
+	if msg == errWorkers.Error() {
+		return &Error{File: file, Line: line, Key: "workers", Msg: msg}
+	}
 	if len(de.Key()) == 0 {
 		app := ""
 		if i := idx.appAt(line); i >= 0 {
@@ -673,6 +770,17 @@ func (v *validator) check(c *Config) {
 	if c.Addr != "" {
 		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 			v.add("", -1, "addr", "addr %q is not host:port", c.Addr)
+		}
+	}
+	if c.Workers < WorkersAuto {
+		v.add("", -1, "workers", "%s", errWorkers.Error())
+	}
+	for _, n := range []struct {
+		key string
+		val int
+	}{{"max_requests", c.MaxRequests}, {"max_requests_jitter", c.MaxRequestsJitter}, {"max_rss", c.MaxRSS}} {
+		if n.val < 0 {
+			v.add("", -1, n.key, "%s %d must not be negative", n.key, n.val)
 		}
 	}
 	if len(c.Apps) == 0 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -222,6 +223,18 @@ module = "app"
 			[]string{`apps.toml:6: app "blog": log_file "logs/blog.log": directory "logs" does not exist`}},
 		{"log_format", "log_format = \"xml\"\n" + blog,
 			[]string{`apps.toml:1: log_format "xml" must be "text" or "json"`}},
+		{"workers negative", "workers = -3\n" + blog,
+			[]string{`apps.toml:1: workers must be a positive integer or "auto"`}},
+		{"workers word", "workers = \"many\"\n" + blog,
+			[]string{`apps.toml:1: workers must be a positive integer or "auto"`}},
+		{"workers float", "\nworkers = 1.5\n" + blog,
+			[]string{`apps.toml:2: workers must be a positive integer or "auto"`}},
+		{"max_requests negative", "max_requests = -1\n" + blog,
+			[]string{`apps.toml:1: max_requests -1 must not be negative`}},
+		{"max_requests_jitter string", "max_requests_jitter = \"10\"\n" + blog,
+			[]string{`apps.toml:1: "max_requests_jitter" must be an integer, not a string`}},
+		{"max_rss negative", "max_rss = -512\n" + blog,
+			[]string{`apps.toml:1: max_rss -512 must not be negative`}},
 		{"addr", "addr = \"8080\"\n" + blog,
 			[]string{`apps.toml:1: addr "8080" is not host:port`}},
 		{"no apps", "addr = \"127.0.0.1:8080\"\n",
@@ -376,6 +389,11 @@ func TestValidate(t *testing.T) {
 			`wsgi: app "blog": python_path "nope" does not exist`},
 		{"virtualenv", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Virtualenv = "nope" })}},
 			`wsgi: app "blog": virtualenv "nope" does not exist`},
+		{"workers", config.Config{Workers: -2, Apps: []config.App{blog}},
+			`wsgi: workers must be a positive integer or "auto"`},
+		{"workers auto", config.Config{Workers: config.WorkersAuto, MaxRequests: 10, MaxRequestsJitter: 5, MaxRSS: 100, Apps: []config.App{blog}}, ""},
+		{"max_rss", config.Config{MaxRSS: -1, Apps: []config.App{blog}},
+			`wsgi: max_rss -1 must not be negative`},
 		{"log format", config.Config{LogFormat: "yaml", Apps: []config.App{blog}},
 			`wsgi: log_format "yaml" must be "text" or "json"`},
 	} {
@@ -394,6 +412,31 @@ func TestValidate(t *testing.T) {
 			}
 			assert.Equal(t, before, tc.cfg, "Validate must not change the Config")
 		})
+	}
+}
+
+func TestWorkers(t *testing.T) {
+	for _, tc := range []struct {
+		text  string
+		want  config.Workers
+		count int
+	}{
+		{"auto", config.WorkersAuto, runtime.NumCPU()},
+		{"1", 1, 1},
+		{"4", 4, 4},
+	} {
+		t.Run(tc.text, func(t *testing.T) {
+			var w config.Workers
+			require.NoError(t, w.UnmarshalText([]byte(tc.text)))
+			assert.Equal(t, tc.want, w)
+			assert.Equal(t, tc.count, w.Count())
+			assert.Equal(t, tc.text, w.String())
+		})
+	}
+	assert.Equal(t, 1, config.Workers(0).Count(), "zero means one process")
+	for _, bad := range []string{"0", "-1", "many", ""} {
+		var w config.Workers
+		assert.Error(t, w.UnmarshalText([]byte(bad)), bad)
 	}
 }
 

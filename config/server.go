@@ -24,6 +24,7 @@ type Server struct {
 	started time.Time
 
 	mu       sync.Mutex
+	worker   int             // the wsgi command's worker id; 0 outside workers
 	apps     []App           // as configured, in order
 	handlers []*wsgi.Handler // one per app, in order
 	closed   bool
@@ -79,6 +80,22 @@ func NewServer(cfg *Config, logger *slog.Logger, extra map[string]wsgi.Func) (*S
 	return s, nil
 }
 
+// SetWorker records that this Server runs in worker process id (from 1)
+// of the wsgi command: the listing at "/" and gohost.host() then show it,
+// as requests to one address land on any worker. If never called, they
+// show none.
+func (s *Server) SetWorker(id int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.worker = id
+}
+
+func (s *Server) workerID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.worker
+}
+
 // options maps an App to the handler's Options.
 func (s *Server) options(cfg *Config, a App, logger *slog.Logger, extra map[string]wsgi.Func) wsgi.Options {
 	opts := wsgi.Options{
@@ -92,7 +109,7 @@ func (s *Server) options(cfg *Config, a App, logger *slog.Logger, extra map[stri
 		Env:       a.Env,
 		Logger:    logger,
 		Debug:     a.Debug,
-		Reload:    a.Debug || a.Reload,
+		Reload:    (a.Debug || a.Reload) && !cfg.NoReload,
 		Static:    a.Static == "always",
 		LogFile:   a.LogFile,
 		AccessLog: cfg.AccessLog,
@@ -142,11 +159,15 @@ func (s *Server) host(context.Context, []any) (any, error) {
 			"requests": st.Requests,
 		})
 	}
-	return map[string]any{
+	host := map[string]any{
 		"go_version":     runtime.Version(),
 		"uptime_seconds": time.Since(s.started).Seconds(),
 		"apps":           apps,
-	}, nil
+	}
+	if id := s.workerID(); id != 0 {
+		host["worker"] = id
+	}
+	return host, nil
 }
 
 // appStatus is one app in the listing.
@@ -182,9 +203,12 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <head><meta charset="utf-8"><title>Apps</title></head>
 <body>
 <h1>Apps</h1>
+{{- if .Worker}}
+<p>Answered by worker {{.Worker}}.</p>
+{{- end}}
 <table>
 <tr><th>name</th><th>prefix</th><th>protocol</th><th>requests</th></tr>
-{{- range .}}
+{{- range .Apps}}
 <tr><td>{{.Name}}</td><td><a href="{{.Prefix}}/">{{.Prefix}}</a></td><td>{{.Protocol}}</td><td>{{.Requests}}</td></tr>
 {{- end}}
 </table>
@@ -194,16 +218,19 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 
 // serveIndex lists the apps at "/" when no app is mounted there.
 func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
-	list := s.status()
+	page := struct {
+		Apps   []appStatus `json:"apps"`
+		Worker int         `json:"worker,omitempty"` // the worker id, with the command's -workers
+	}{s.status(), s.workerID()}
 	w.Header().Set("Vary", "Accept")
 	w.Header().Set("Cache-Control", "no-store")
 	if wantsJSON(r.Header.Get("Accept")) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"apps": list})
+		_ = json.NewEncoder(w).Encode(page)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = indexPage.Execute(w, list)
+	_ = indexPage.Execute(w, page)
 }
 
 // wantsJSON reports whether an Accept header asks for JSON rather than

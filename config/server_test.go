@@ -105,6 +105,14 @@ func TestServerListsApps(t *testing.T) {
 	assert.Equal(t, "wsgi", list.Apps[0].Protocol)
 	assert.Equal(t, 1, list.Apps[0].Requests)
 	assert.Equal(t, "shop", list.Apps[1].Name)
+	assert.NotContains(t, w.Body.String(), "worker", "no worker id outside the command's workers")
+
+	s.SetWorker(3)
+	w = get(t, s, "/", "application/json")
+	var page struct{ Worker int }
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &page), w.Body.String())
+	assert.Equal(t, 3, page.Worker)
+	assert.Contains(t, get(t, s, "/", "text/html").Body.String(), "<p>Answered by worker 3.</p>")
 
 	r := httptest.NewRequest(http.MethodPost, "/", nil)
 	w = httptest.NewRecorder()
@@ -172,6 +180,12 @@ func TestServerFunctions(t *testing.T) {
 		map[string]any{"name": "blog", "prefix": "/blog", "requests": int64(0)},
 		map[string]any{"name": "shop", "prefix": "/shop", "requests": int64(2)},
 	}, host["apps"])
+	assert.NotContains(t, host, "worker")
+
+	s.SetWorker(2)
+	got, err = opts[0].Functions["host"](ctx, nil)
+	require.NoError(t, err)
+	assert.Equal(t, 2, got.(map[string]any)["worker"])
 }
 
 func TestServerExtraFunctionReplacesBuiltin(t *testing.T) {
@@ -239,16 +253,17 @@ func TestServerDebugAndReload(t *testing.T) {
 	td, err := filepath.Abs("testdata")
 	require.NoError(t, err)
 	for _, tc := range []struct {
-		debug, reload         bool
-		wantDebug, wantReload bool
+		debug, reload, noReload bool
+		wantDebug, wantReload   bool
 	}{
-		{false, false, false, false},
-		{true, false, true, true},
-		{false, true, false, true},
-		{true, true, true, true},
+		{false, false, false, false, false},
+		{true, false, false, true, true},
+		{false, true, false, false, true},
+		{true, true, false, true, true},
+		{true, true, true, true, false}, // NoReload: a worker whose master restarts it
 	} {
-		t.Run(fmt.Sprintf("debug=%v,reload=%v", tc.debug, tc.reload), func(t *testing.T) {
-			cfg := &config.Config{Apps: []config.App{{
+		t.Run(fmt.Sprintf("debug=%v,reload=%v,noreload=%v", tc.debug, tc.reload, tc.noReload), func(t *testing.T) {
+			cfg := &config.Config{NoReload: tc.noReload, Apps: []config.App{{
 				Name: "blog", Dir: filepath.Join(td, "blog"), Module: "app", Debug: tc.debug, Reload: tc.reload,
 			}}}
 			o := firstOptions(t, cfg)[0]

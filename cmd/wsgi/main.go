@@ -4,11 +4,12 @@
 //	wsgi -config apps.toml [-addr host:port] [-log-format text|json]
 //
 // With -config it serves every app of a TOML file, each at its prefix
-// (see package github.com/gowsgi/wsgi/config for the format); -addr and
-// -log-format, when given, override the file's addr and log_format. The
-// flags that describe one app (-dir, -max-body, -request-timeout, ...) are
-// refused with -config: each app sets them with its keys in the file
-// (dir, max_body, request_timeout, ...).
+// (see package github.com/gowsgi/wsgi/config for the format); -addr,
+// -log-format, -workers and the recycling flags, when given, override the
+// file's addr, log_format, workers, max_requests, max_requests_jitter and
+// max_rss. The flags that describe one app (-dir, -max-body,
+// -request-timeout, ...) are refused with -config: each app sets them with
+// its keys in the file (dir, max_body, request_timeout, ...).
 //
 // -reload re-imports the app when a .py file under -dir changes; -debug
 // does that too and puts Python tracebacks in 500 responses, as the config
@@ -16,6 +17,12 @@
 //
 // SIGTERM or SIGINT stops it gracefully: it stops accepting connections,
 // lets requests in flight finish (up to -shutdown-timeout) and exits 0.
+//
+// -workers N (or the config file's workers key) above 1 makes it a master
+// that imports no Python: it binds the listening socket once and runs N
+// worker processes (this binary again) that share it, replaces a worker
+// that dies, and replaces workers one at a time on SIGHUP (new code) or
+// past -max-requests / -max-rss. See master.go.
 package main
 
 import (
@@ -51,6 +58,17 @@ const (
 var stdout io.Writer = os.Stdout
 
 func main() {
+	finalizeOnExit = true
+	if isWorker() {
+		// Only the master's SIGTERM stops a worker, and every one of them
+		// drains: a second signal must not kill it (the master kills it
+		// past the grace period). Ctrl-C and a terminal's hangup reach the
+		// whole process group; the master forwards what it decides.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		signal.Notify(make(chan os.Signal, 1), os.Interrupt, syscall.SIGHUP)
+		os.Exit(run(ctx, os.Args[1:], os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	go func() {
 		// After the first signal, restore the default action so that a
@@ -58,7 +76,6 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	finalizeOnExit = true
 	os.Exit(run(ctx, os.Args[1:], os.Stderr))
 }
 
@@ -84,6 +101,10 @@ type flags struct {
 	shutdownTimeout time.Duration
 	version         bool
 	config          string
+	workers         config.Workers
+	maxRequests     int
+	maxJitter       int
+	maxRSS          int
 	set             map[string]bool // the flags given on the command line
 }
 
@@ -135,8 +156,12 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish after SIGTERM or SIGINT")
+	fs.TextVar(&f.workers, "workers", config.Workers(1), "worker `processes` sharing the listening socket, or auto (one per CPU); above 1 the command is a master that imports no Python")
+	fs.IntVar(&f.maxRequests, "max-requests", 0, "with -workers: replace a worker after this many requests (0 means never)")
+	fs.IntVar(&f.maxJitter, "max-requests-jitter", 0, "with -max-requests: add a random 0..`N` requests per worker, so that workers do not restart together")
+	fs.IntVar(&f.maxRSS, "max-rss", 0, "with -workers: replace a worker whose resident memory is above this many `MiB` (0 means never)")
 	fs.BoolVar(&f.version, "version", false, "print the Python version and executable, then exit")
-	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr and -log-format override its settings; "+
+	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr, -log-format, -workers and the recycling flags override its settings; "+
 		"the flags that describe one app (-dir, -threads, -max-body, the timeouts, -trusted-proxies, ...) are refused: set the app's keys in the file")
 
 	if err := fs.Parse(args); err != nil {
@@ -180,6 +205,12 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, usageErr("-request-timeout must not be negative")
 	case f.shutdownTimeout < 0:
 		return nil, usageErr("-shutdown-timeout must not be negative")
+	case f.maxRequests < 0:
+		return nil, usageErr("-max-requests must not be negative")
+	case f.maxJitter < 0:
+		return nil, usageErr("-max-requests-jitter must not be negative")
+	case f.maxRSS < 0:
+		return nil, usageErr("-max-rss must not be negative")
 	}
 	return &f, nil
 }
@@ -203,10 +234,40 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitOK
 	}
 
+	wk, err := inheritWorker()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitFail
+	}
 	if f.config != "" {
-		return runConfig(ctx, f, stderr)
+		return runConfig(ctx, f, args, wk, stderr)
 	}
 	logger := newLogger(stderr, f.logFormat, f.logLevel)
+	app := f.app
+	if app == "" {
+		app = f.module
+		if f.callable != "" {
+			app += ":" + f.callable
+		}
+	}
+	attrs := []any{
+		"app", app,
+		"dir", absDir(f.dir),
+		"prefix", f.prefix,
+		"protocol", f.protocol,
+	}
+	if wk == nil && f.workers.Count() > 1 {
+		var watch []string
+		if f.debug || f.reload {
+			watch = []string{absDir(f.dir)}
+		}
+		return runMaster(ctx, logger, f, args, stderr, attrs, watch)
+	}
+	if wk != nil {
+		logger = logger.With("worker", wk.id)
+	} else {
+		warnWorkerFlags(logger, f)
+	}
 	h, err := wsgi.New(wsgi.Options{
 		Dir:             f.dir,
 		App:             f.app,
@@ -221,7 +282,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		RequestTimeout:  f.requestTimeout,
 		TrustedProxies:  splitList(f.trustedProxies),
 		Debug:           f.debug,
-		Reload:          f.debug || f.reload,
+		Reload:          (f.debug || f.reload) && wk == nil, // a worker's master restarts it instead
 		Logger:          logger,
 	})
 	if err != nil {
@@ -229,24 +290,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitFail
 	}
 	tune(h)
-	app := f.app
-	if app == "" {
-		app = f.module
-		if f.callable != "" {
-			app += ":" + f.callable
-		}
-	}
 	// The handler answers 404 outside -prefix itself.
-	return serve(ctx, logger, f.addr, f.shutdownTimeout, h, h.Close,
-		"app", app,
-		"dir", absDir(f.dir),
-		"prefix", f.prefix,
-		"protocol", f.protocol,
-	)
+	return serve(ctx, logger, wk.withLimits(f), f.addr, f.shutdownTimeout, h, h.Close, attrs...)
 }
 
-// runConfig serves the apps of the -config file.
-func runConfig(ctx context.Context, f *flags, stderr io.Writer) int {
+// warnWorkerFlags warns about recycling settings that only workers use.
+func warnWorkerFlags(logger *slog.Logger, f *flags) {
+	if f.maxRequests > 0 || f.maxRSS > 0 {
+		logger.Warn("wsgi: max requests and max rss apply to worker processes only (workers 2 or more); ignored",
+			"max_requests", f.maxRequests, "max_rss", f.maxRSS)
+	}
+}
+
+// runConfig serves the apps of the -config file. wk is this process's
+// link to its master, nil outside worker processes.
+func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, stderr io.Writer) int {
 	cfg, err := config.Load(f.config)
 	if err != nil {
 		logConfigError(newLogger(stderr, f.logFormat, f.logLevel), stderr, f.logFormat == "json", f.config, err)
@@ -259,13 +317,57 @@ func runConfig(ctx context.Context, f *flags, stderr io.Writer) int {
 	if f.set["addr"] || addr == "" {
 		addr = f.addr
 	}
+	// The command line wins over the file, as for addr.
+	if !f.set["workers"] && cfg.Workers != 0 {
+		f.workers = cfg.Workers
+	}
+	if !f.set["max-requests"] {
+		f.maxRequests = cfg.MaxRequests
+	}
+	if !f.set["max-requests-jitter"] {
+		f.maxJitter = cfg.MaxRequestsJitter
+	}
+	if !f.set["max-rss"] {
+		f.maxRSS = cfg.MaxRSS
+	}
+	f.addr, f.logFormat = addr, format
 	logger := newLogger(stderr, format, f.logLevel)
+	attrs := []any{
+		"config", absDir(f.config),
+		"apps", len(cfg.Apps),
+	}
+	if wk == nil && f.workers.Count() > 1 {
+		logMounted(logger, cfg)
+		var watch []string
+		for _, a := range cfg.Apps {
+			if a.Debug || a.Reload {
+				watch = append(watch, a.Dir)
+			}
+		}
+		return runMaster(ctx, logger, f, args, stderr, attrs, watch)
+	}
+	if wk != nil {
+		logger = logger.With("worker", wk.id)
+	} else {
+		warnWorkerFlags(logger, f)
+	}
+	cfg.NoReload = wk != nil // its master restarts it instead
 	srv, err := config.NewServer(cfg, logger, nil)
 	if err != nil {
 		logLoadError(logger, stderr, format == "json", err)
 		return exitFail
 	}
+	if wk != nil {
+		srv.SetWorker(wk.id)
+	} else {
+		logMounted(logger, cfg) // once the apps have imported
+	}
 	tune(srv.Handlers()...)
+	return serve(ctx, logger, wk.withLimits(f), addr, f.shutdownTimeout, srv, srv.Close, attrs...)
+}
+
+// logMounted logs where each app of cfg is mounted.
+func logMounted(logger *slog.Logger, cfg *config.Config) {
 	for _, a := range cfg.Apps {
 		prefix := a.Prefix
 		if prefix == "" {
@@ -283,10 +385,6 @@ func runConfig(ctx context.Context, f *flags, stderr io.Writer) int {
 			"protocol", a.Protocol,
 		)
 	}
-	return serve(ctx, logger, addr, f.shutdownTimeout, srv, srv.Close,
-		"config", absDir(f.config),
-		"apps", len(cfg.Apps),
-	)
 }
 
 // newLogger logs to stderr in format ("text" or "json").
@@ -300,16 +398,28 @@ func newLogger(stderr io.Writer, format string, level slog.Level) *slog.Logger {
 
 // serve listens on addr and serves h until ctx is done, then shuts down
 // gracefully and closes the apps with closeApps. attrs describe the apps
-// in the startup record. It returns the process exit code.
-func serve(ctx context.Context, logger *slog.Logger, addr string, grace time.Duration,
+// in the startup record. In a worker process (wk not nil) it serves the
+// master's listening sockets instead, and tells the master once it
+// serves. It returns the process exit code.
+func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, addr string, grace time.Duration,
 	h http.Handler, closeApps func() error, attrs ...any) int {
-	// Listen only once the apps have imported, so that a broken app never
-	// accepts (and fails) connections.
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		logger.Error("wsgi: cannot listen", "addr", addr, "err", err)
-		_ = closeApps()
-		return exitFail
+	var lns []net.Listener
+	if wk != nil {
+		lns = wk.listeners
+		h = wk.countRequests(h, logger)
+		var stop context.CancelFunc
+		ctx, stop = wk.watchMaster(ctx, logger)
+		defer stop()
+	} else {
+		// Listen only once the apps have imported, so that a broken app
+		// never accepts (and fails) connections.
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			logger.Error("wsgi: cannot listen", "addr", addr, "err", err)
+			_ = closeApps()
+			return exitFail
+		}
+		lns = []net.Listener{ln}
 	}
 
 	srv := &http.Server{
@@ -319,12 +429,20 @@ func serve(ctx context.Context, logger *slog.Logger, addr string, grace time.Dur
 		// No WriteTimeout: WSGI responses may stream for as long as the app likes.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	attrs = append([]any{"addr", ln.Addr().String()}, attrs...)
+	attrs = append([]any{"addr", lns[0].Addr().String()}, attrs...)
 	attrs = append(attrs, "python", pythonRelease())
-	logger.Info("wsgi: serving", attrs...)
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	if wk != nil {
+		// The master logs "wsgi: serving" once every worker is ready.
+		logger.Info("wsgi: worker ready", append(attrs, "pid", os.Getpid())...)
+		wk.ready(logger)
+		wk.watchRSS(ctx, logger)
+	} else {
+		logger.Info("wsgi: serving", attrs...)
+	}
 
 	select {
 	case err := <-errc:

@@ -370,6 +370,11 @@ func TestBadFlags(t *testing.T) {
 		{"max body", []string{"-app", "hello", "-max-body", "-1"}, "-max-body"},
 		{"bad duration", []string{"-app", "hello", "-queue-timeout", "soon"}, "-queue-timeout"},
 		{"positional", []string{"-app", "hello", "extra"}, "unexpected arguments: extra"},
+		{"workers zero", []string{"-app", "hello", "-workers", "0"}, `workers must be a positive integer or "auto"`},
+		{"workers word", []string{"-app", "hello", "-workers", "many"}, "-workers"},
+		{"max requests", []string{"-app", "hello", "-max-requests", "-1"}, "-max-requests must not be negative"},
+		{"max requests jitter", []string{"-app", "hello", "-max-requests-jitter", "-1"}, "-max-requests-jitter"},
+		{"max rss", []string{"-app", "hello", "-max-rss", "-5"}, "-max-rss must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
