@@ -34,6 +34,7 @@
 //	request_timeout = "1m"    # past it the client gets 504; default: none
 //	body_timeout = "20s"      # each read of the request body; default "60s", negative: none
 //	max_body = 10485760       # largest request body in bytes (413 above); 0 (default): no limit
+//	websocket_compression = "off" # permessage-deflate: "no-context-takeover" (default), "context-takeover", "off"
 //	trusted_proxies = ["10.0.0.0/8", "::1"] # proxies whose X-Forwarded-*/Forwarded are believed
 //	python_path = ["lib"]     # added to sys.path after dir
 //	virtualenv = "venv"       # its site-packages is added after python_path
@@ -215,6 +216,12 @@ type App struct {
 	// a larger declared Content-Length gets 413 before the app runs. Not
 	// negative. If zero, no limit.
 	MaxBody int64 `toml:"max_body"`
+
+	// WebSocketCompression is what an ASGI app's WebSockets negotiate of
+	// permessage-deflate (wsgi.Options.WebSocketCompression):
+	// "no-context-takeover", "context-takeover" or "off". If empty,
+	// "no-context-takeover".
+	WebSocketCompression string `toml:"websocket_compression"`
 
 	// TrustedProxies lists the networks ("10.0.0.0/8") or addresses of the
 	// reverse proxies whose X-Forwarded-For, X-Forwarded-Proto and
@@ -463,6 +470,7 @@ var keyTypes = map[string]string{
 	"request_timeout":         `a string (a duration such as "30s")`,
 	"body_timeout":            `a string (a duration such as "30s")`,
 	"max_body":                "an integer (bytes)",
+	"websocket_compression":   "a string",
 	"trusted_proxies":         "an array of strings",
 	"python_path":             "an array of strings",
 	"virtualenv":              "a string",
@@ -864,6 +872,12 @@ func (v *validator) check(c *Config) {
 		v.checkDuration(label, i, "body_timeout", a.BodyTimeout, true)
 		if a.MaxBody < 0 {
 			v.add(label, i, "max_body", "max_body %d must not be negative", a.MaxBody)
+		}
+		switch a.WebSocketCompression {
+		case "", "no-context-takeover", "context-takeover", "off":
+		default:
+			v.add(label, i, "websocket_compression",
+				"websocket_compression %q: want no-context-takeover, context-takeover or off", a.WebSocketCompression)
 		}
 		for j, p := range a.TrustedProxies {
 			if _, ok := check.Proxy(p); !ok {

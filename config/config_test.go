@@ -84,7 +84,7 @@ func TestLoadRequestKeys(t *testing.T) {
 		QueueTimeout, RequestTimeout, BodyReadTimeout time.Duration
 		MaxBodyBytes                                  int64
 		TrustedProxies, PythonPath                    []string
-		Virtualenv                                    string
+		Virtualenv, WebSocketCompression              string
 	}
 	abs := t.TempDir()
 	for _, tc := range []struct {
@@ -99,6 +99,7 @@ func TestLoadRequestKeys(t *testing.T) {
 		{"body_timeout", `body_timeout = "250ms"`, func(string) mapped { return mapped{BodyReadTimeout: 250 * time.Millisecond} }},
 		{"body_timeout negative is none", `body_timeout = "-1s"`, func(string) mapped { return mapped{BodyReadTimeout: -time.Second} }},
 		{"max_body", `max_body = 10485760`, func(string) mapped { return mapped{MaxBodyBytes: 10 << 20} }},
+		{"websocket_compression", `websocket_compression = "off"`, func(string) mapped { return mapped{WebSocketCompression: "off"} }},
 		{"trusted_proxies", `trusted_proxies = ["10.0.0.0/8", "::1", "192.168.1.7"]`,
 			func(string) mapped { return mapped{TrustedProxies: []string{"10.0.0.0/8", "::1", "192.168.1.7"}} }},
 		{"python_path", `python_path = ["lib", "vendor/more", ` + strconv.Quote(abs) + `]`, func(dir string) mapped {
@@ -121,7 +122,7 @@ func TestLoadRequestKeys(t *testing.T) {
 			assert.Equal(t, tc.want(dir), mapped{
 				QueueTimeout: o.QueueTimeout, RequestTimeout: o.RequestTimeout, BodyReadTimeout: o.BodyReadTimeout,
 				MaxBodyBytes: o.MaxBodyBytes, TrustedProxies: o.TrustedProxies, PythonPath: o.PythonPath,
-				Virtualenv: o.Virtualenv,
+				Virtualenv: o.Virtualenv, WebSocketCompression: o.WebSocketCompression,
 			})
 		})
 	}
@@ -211,6 +212,8 @@ module = "app"
 			[]string{`apps.toml:6: app "blog": static "sometimes" must be "always" or "no"`}},
 		{"negative threads", blog + "threads = -2\n",
 			[]string{`apps.toml:6: app "blog": threads -2 must not be negative`}},
+		{"websocket_compression", blog + "websocket_compression = \"max\"\n",
+			[]string{`apps.toml:6: app "blog": websocket_compression "max": want no-context-takeover, context-takeover or off`}},
 		{"auth type", blog + "auth = { type = \"digest\", htpasswd = \"blog/app.py\" }\n",
 			[]string{`apps.toml:6: app "blog": auth.type "digest" is not supported (want "basic")`}},
 		{"auth without htpasswd", blog + "\n[app.auth]\nrealm = \"Blog\"\n",

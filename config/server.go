@@ -115,10 +115,11 @@ func (s *Server) options(cfg *Config, a App, logger *slog.Logger, extra map[stri
 		AccessLog: cfg.AccessLog,
 		Functions: s.functions(extra),
 
-		MaxBodyBytes:   a.MaxBody,
-		TrustedProxies: a.TrustedProxies,
-		PythonPath:     a.PythonPath,
-		Virtualenv:     a.Virtualenv,
+		MaxBodyBytes:         a.MaxBody,
+		WebSocketCompression: a.WebSocketCompression,
+		TrustedProxies:       a.TrustedProxies,
+		PythonPath:           a.PythonPath,
+		Virtualenv:           a.Virtualenv,
 	}
 	// Validate checked the durations.
 	opts.QueueTimeout, _ = parseDuration(a.QueueTimeout)

@@ -265,6 +265,7 @@ func TestConfigFlagConflicts(t *testing.T) {
 		{[]string{"-reload"}, "reload"},
 		{[]string{"-queue-timeout", "1s"}, "queue_timeout"},
 		{[]string{"-max-body", "10"}, "max_body"},
+		{[]string{"-ws-compression", "off"}, "websocket_compression"},
 		{[]string{"-body-timeout", "1s"}, "body_timeout"},
 		{[]string{"-request-timeout", "1s"}, "request_timeout"},
 		{[]string{"-trusted-proxies", "10.0.0.0/8"}, "trusted_proxies"},

@@ -91,6 +91,7 @@ type flags struct {
 	threads         int
 	queueTimeout    time.Duration
 	maxBody         int64
+	wsCompression   string
 	bodyTimeout     time.Duration
 	requestTimeout  time.Duration
 	trustedProxies  string
@@ -122,6 +123,7 @@ var appFlags = []struct{ flag, key string }{
 	{"reload", "reload"},
 	{"queue-timeout", "queue_timeout"},
 	{"max-body", "max_body"},
+	{"ws-compression", "websocket_compression"},
 	{"body-timeout", "body_timeout"},
 	{"request-timeout", "request_timeout"},
 	{"trusted-proxies", "trusted_proxies"},
@@ -148,6 +150,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.threads, "threads", 0, "requests that may run Python at once (0 means the library default, 8)")
 	fs.DurationVar(&f.queueTimeout, "queue-timeout", 0, "how long a request waits for a thread before a 503 (0 means the library default, 30s)")
 	fs.Int64Var(&f.maxBody, "max-body", 0, "largest request body in `bytes` (0 means no limit)")
+	fs.StringVar(&f.wsCompression, "ws-compression", "", "WebSocket permessage-deflate: no-context-takeover (the default when empty), context-takeover or off")
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", 0, "longest wait for each read of a request body (0 means the library default, 60s; negative: none)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "longest a request may take before the client gets 504 (0 means none)")
 	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated `networks` (CIDRs or addresses) whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed")
@@ -269,21 +272,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		warnWorkerFlags(logger, f)
 	}
 	h, err := wsgi.New(wsgi.Options{
-		Dir:             f.dir,
-		App:             f.app,
-		Module:          f.module,
-		Callable:        f.callable,
-		Prefix:          f.prefix,
-		Protocol:        f.protocol,
-		Threads:         f.threads,
-		QueueTimeout:    f.queueTimeout,
-		MaxBodyBytes:    f.maxBody,
-		BodyReadTimeout: f.bodyTimeout,
-		RequestTimeout:  f.requestTimeout,
-		TrustedProxies:  splitList(f.trustedProxies),
-		Debug:           f.debug,
-		Reload:          (f.debug || f.reload) && wk == nil, // a worker's master restarts it instead
-		Logger:          logger,
+		Dir:                  f.dir,
+		App:                  f.app,
+		Module:               f.module,
+		Callable:             f.callable,
+		Prefix:               f.prefix,
+		Protocol:             f.protocol,
+		Threads:              f.threads,
+		QueueTimeout:         f.queueTimeout,
+		MaxBodyBytes:         f.maxBody,
+		WebSocketCompression: f.wsCompression,
+		BodyReadTimeout:      f.bodyTimeout,
+		RequestTimeout:       f.requestTimeout,
+		TrustedProxies:       splitList(f.trustedProxies),
+		Debug:                f.debug,
+		Reload:               (f.debug || f.reload) && wk == nil, // a worker's master restarts it instead
+		Logger:               logger,
 	})
 	if err != nil {
 		logLoadError(logger, stderr, f.logFormat == "json", err)
