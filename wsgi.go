@@ -37,6 +37,7 @@ type Handler struct {
 
 	requests atomic.Uint64 // requests served, for Requests
 	stuck    atomic.Int64  // requests past RequestTimeout whose Python still runs
+	m        counters      // for Metrics
 	logFile  *os.File      // Options.LogFile, closed by Close
 
 	stopWatch chan struct{} // Options.Reload: stops the watcher
@@ -239,7 +240,12 @@ func (h *Handler) begin() bool {
 
 // ServeHTTP runs the app for one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var o outcome
+	h.m.inFlight.Add(1)
+	defer h.m.done(r.Method, &o, start)
 	if !h.begin() {
+		o.status = http.StatusServiceUnavailable
 		unavailable(w, "wsgi: the app is shutting down")
 		return
 	}
@@ -260,14 +266,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if h.auth != nil {
 		if r = h.auth.check(w, r); r == nil {
+			o.status = http.StatusUnauthorized
 			return
 		}
 	}
-	if h.static != nil && h.static.serve(w, r) {
-		return
+	if h.static != nil && h.static.matches(r) {
+		sw := &statusWriter{ResponseWriter: w}
+		if h.static.serve(sw, r) {
+			o.status, o.sent = sw.status, sw.bytes
+			return
+		}
 	}
 	if h.isASGI {
-		h.serveASGIHTTP(w, r)
+		h.serveASGIHTTP(w, r, &o)
 		return
 	}
 
@@ -276,15 +287,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status, reason := buildEnvironFor(env, r, h.cfg.prefix, h.cfg.env, h.cfg.trusted.peer(r)); status != 0 {
 		h.envs.Put(env)
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
+		o.status = status
 		plainError(w, status, http.StatusText(status))
 		return
 	}
 
-	if !h.admit(w, r) {
+	if o.status = h.admit(w, r); o.status != 0 {
 		h.envs.Put(env)
 		return
 	}
-	abort, lo := h.runPython(w, r, env) // gives env and the slot back itself
+	abort, lo := h.runPython(w, r, env, &o) // gives env and the slot back itself
 	if lo != nil && !lo.drain() {
 		abort = true
 	}
@@ -296,12 +308,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // admit applies the body size limit and takes a slot (waiting at most the
-// queue timeout), answering 413 or 503 itself when it says no.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request) bool {
+// queue timeout), answering 413 or 503 itself when it says no: it returns
+// that status, or 0 when the request may run.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) int {
 	if max := h.cfg.maxBodyBytes; max > 0 {
 		if r.ContentLength > max {
+			h.m.tooLarge.Add(1)
 			plainError(w, http.StatusRequestEntityTooLarge, "request body too large")
-			return false
+			return http.StatusRequestEntityTooLarge
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)
 	}
@@ -311,19 +325,23 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) bool {
 		// than let net/http send an empty 200.
 		h.cfg.logger.Warn("wsgi: no python thread free in time; answering 503",
 			"queue_timeout", h.cfg.queueTimeout, "threads", h.cfg.threads, "context", r.Context().Err())
+		h.m.queueRejected.Add(1)
 		unavailable(w, "wsgi: server busy")
-		return false
+		return http.StatusServiceUnavailable
 	}
-	return true
+	return 0
 }
 
 // acquire takes a Python slot, waiting at most the queue timeout.
 func (h *Handler) acquire(ctx context.Context) bool {
 	select {
 	case h.slots <- struct{}{}:
+		h.m.queueWait.observe(0)
 		return true
 	default:
 	}
+	start := time.Now()
+	defer func() { h.m.queueWait.observe(time.Since(start)) }()
 	t := time.NewTimer(h.cfg.queueTimeout)
 	defer t.Stop()
 	select {
@@ -346,7 +364,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 	defer g.unref()
 	if g.app == nil { // the last reload failed
 		h.internalError(w, g.err)
-		p.settle(settlement{})
+		p.settle(settlement{status: http.StatusInternalServerError})
 		return
 	}
 	x := h.exchanges.Get().(*exchange)
@@ -374,6 +392,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 		// The response is out: ServeHTTP may return while close() runs.
 		x.over.Store(true)
 		s.abort = s.abort || !ok // a panic of our own code
+		s.status, s.sent, s.received = x.status, x.written, x.body.got
 		p.settle(s)
 		x.finish(&call) // after a panic in our own code too
 		runtime.UnlockOSThread()
