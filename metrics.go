@@ -45,8 +45,8 @@ type Metrics struct {
 	TooLarge      uint64 // 413s: a declared body over MaxBodyBytes
 	BodyTimeouts  uint64 // 408s: the client stalled sending the body (BodyReadTimeout)
 	// Timeouts counts requests past RequestTimeout: answered 504, or
-	// cut if their response had started, or (ASGI) cancelled while
-	// running on after their response.
+	// cut if their response had started, or interrupted (WSGI) or
+	// cancelled (ASGI) while running on after their response.
 	Timeouts uint64
 	// TimedOutRunning is how many WSGI requests past RequestTimeout
 	// still run Python now (Stats.TimedOut).

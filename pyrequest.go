@@ -115,6 +115,7 @@ func (p *pyRequest) expire() {
 	}
 	p.timedOut = true
 	p.h.stuck.Add(1)
+	p.h.m.timeouts.Add(1) // a 504, a cut response, or post-response work interrupted
 	if p.answered {
 		p.interruptLocked("wsgi: request timed out after its response; Python was interrupted and keeps its thread until it returns")
 	}
@@ -217,7 +218,6 @@ func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ
 		return s.abort, s.lo
 	case <-p.expired:
 	}
-	h.m.timeouts.Add(1)
 	status := gw.timeOut()
 	body.timeOut(http.NewResponseController(w))
 	p.mu.Lock()
