@@ -326,3 +326,54 @@ func TestWebSockets(t *testing.T) {
 		`wsgi_websockets_open{app="ws"}`:                        0,
 	})
 }
+
+// TestASGITimeout: an ASGI request past RequestTimeout is a 504 and its
+// task is cancelled.
+func TestASGITimeout(t *testing.T) {
+	h := newHandler(t, wsgi.Options{App: "asgi_raw:app", Protocol: "asgi", Name: "slow", RequestTimeout: 200 * time.Millisecond})
+	assert.Equal(t, http.StatusGatewayTimeout, do(h, "GET", "/slow", ""))
+	require.True(t, waitFor(2*time.Second, func() bool { return h.Metrics().ASGITasks == 0 }), "the task is gone")
+	got := values(t, metrics.NewCollector(h))
+	check(t, got, map[string]float64{
+		`wsgi_requests_total{app="slow",code="504",method="GET"}`: 1,
+		`wsgi_request_timeouts_total{app="slow"}`:                 1,
+		`wsgi_threads_busy{app="slow"}`:                           0,
+		`wsgi_app_exceptions_total{app="slow"}`:                   0,
+	})
+	var tracked float64
+	for k, v := range got {
+		if strings.HasPrefix(k, "wsgi_python_gc_objects_tracked{") {
+			tracked += v
+		}
+	}
+	assert.Positive(t, tracked, "the interpreter's objects, per generation")
+}
+
+// TestWorkAfterResponseTimeout: work that runs on after its response
+// (a WSGI body's close(), an ASGI task) past RequestTimeout is a timeout,
+// and the exception it gets is not the app's.
+func TestWorkAfterResponseTimeout(t *testing.T) {
+	tests := []struct {
+		name, app, protocol, path string
+	}{
+		{"wsgi-close", "post_response", "wsgi", "/spin?d=10&tag=spin"},
+		{"asgi-task", "asgi_raw:app", "asgi", "/background?d=30&tag=forever"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHandler(t, wsgi.Options{App: tt.app, Protocol: tt.protocol, Name: tt.name, RequestTimeout: 300 * time.Millisecond})
+			assert.Equal(t, 200, do(h, "GET", tt.path, ""))
+			require.True(t, waitFor(5*time.Second, func() bool {
+				m := h.Metrics()
+				return m.Busy == 0 && m.ASGITasks == 0
+			}), "the work was stopped at the timeout")
+			check(t, values(t, metrics.NewCollector(h)), map[string]float64{
+				`wsgi_requests_total{app="` + tt.name + `",code="200",method="GET"}`: 1,
+				`wsgi_request_timeouts_total{app="` + tt.name + `"}`:                 1,
+				`wsgi_requests_timed_out_running{app="` + tt.name + `"}`:             0,
+				`wsgi_app_exceptions_total{app="` + tt.name + `"}`:                   0,
+				`wsgi_asgi_tasks{app="` + tt.name + `"}`:                             0,
+			})
+		})
+	}
+}
