@@ -145,7 +145,10 @@ type counters struct {
 	duration  histogram
 	queueWait histogram
 
-	inFlight atomic.Int64
+	// Requests in flight are those counted by Handler.requests (which
+	// ServeHTTP counts once the Handler is open) minus those done, but
+	// for the refusals of a closed Handler, which done counts too.
+	refusedClosed atomic.Uint64
 
 	queueRejected atomic.Uint64
 	tooLarge      atomic.Uint64
@@ -196,7 +199,6 @@ func methodClass(m string) int {
 // aborted response counts too).
 func (c *counters) done(method string, o *outcome, start time.Time) {
 	c.duration.observe(time.Since(start))
-	c.inFlight.Add(-1)
 	code := o.status
 	if code == 0 {
 		code = http.StatusOK
@@ -229,10 +231,13 @@ func (c *counters) exception(pe *PythonError) {
 // call at any time, also concurrently with requests and after Close.
 func (h *Handler) Metrics() Metrics {
 	c := &h.m
+	// Done first, then begun: a request is never done and not begun.
+	duration := c.duration.snapshot()
+	done := duration.Count - c.refusedClosed.Load()
 	m := Metrics{
-		Duration:          c.duration.snapshot(),
+		Duration:          duration,
 		QueueWait:         c.queueWait.snapshot(),
-		InFlight:          int(c.inFlight.Load()),
+		InFlight:          int(h.requests.Load() - done),
 		Threads:           h.cfg.threads,
 		Busy:              len(h.slots),
 		QueueRejected:     c.queueRejected.Load(),

@@ -37,7 +37,7 @@ func TestCountersDone(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.method, func(t *testing.T) {
 			h := &Handler{cfg: &config{threads: 2}, slots: make(chan struct{}, 2)}
-			h.m.inFlight.Add(1)
+			h.requests.Add(1)
 			h.m.done(tt.method, &tt.o, time.Now())
 			m := h.Metrics()
 			assert.Equal(t, []RequestCount{tt.want}, m.Requests)

@@ -37,7 +37,6 @@ type Handler struct {
 
 	requests atomic.Uint64 // requests served, for Requests
 	stuck    atomic.Int64  // requests past RequestTimeout whose Python still runs
-	m        counters      // for Metrics
 	logFile  *os.File      // Options.LogFile, closed by Close
 
 	stopWatch chan struct{} // Options.Reload: stops the watcher
@@ -51,6 +50,8 @@ type Handler struct {
 	envs      sync.Pool // *environ
 	bufs      sync.Pool // *[]byte, for list bodies copied out of Python
 	exchanges sync.Pool // *exchange
+
+	m counters // for Metrics; last, away from the fields above
 }
 
 // bodyBufSize is the largest list body copied out of Python in the same
@@ -242,9 +243,9 @@ func (h *Handler) begin() bool {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var o outcome
-	h.m.inFlight.Add(1)
 	defer h.m.done(r.Method, &o, start)
 	if !h.begin() {
+		h.m.refusedClosed.Add(1)
 		o.status = http.StatusServiceUnavailable
 		unavailable(w, "wsgi: the app is shutting down")
 		return

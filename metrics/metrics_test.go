@@ -377,3 +377,22 @@ func TestWorkAfterResponseTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestInFlight: a request in ServeHTTP is in flight; one refused by a
+// closed Handler is counted, and not left in flight.
+func TestInFlight(t *testing.T) {
+	h := newHandler(t, wsgi.Options{App: "behave", Name: "flight"})
+	c := metrics.NewCollector(h)
+	done := make(chan int)
+	go func() { done <- do(h, "GET", "/sleep?0.5", "") }()
+	assert.True(t, waitFor(2*time.Second, func() bool { return values(t, c)[`wsgi_requests_in_flight{app="flight"}`] == 1 }))
+	assert.Equal(t, 200, <-done)
+	require.NoError(t, h.Close())
+	assert.Equal(t, 503, do(h, "GET", "/tuple", ""))
+	check(t, values(t, c), map[string]float64{
+		`wsgi_requests_in_flight{app="flight"}`:                     0,
+		`wsgi_requests_total{app="flight",code="200",method="GET"}`: 1,
+		`wsgi_requests_total{app="flight",code="503",method="GET"}`: 1,
+		`wsgi_queue_rejected_total{app="flight"}`:                   0, // not the queue's
+	})
+}
