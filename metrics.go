@@ -141,6 +141,11 @@ const numCodes = 501
 // counters are a Handler's metrics: atomics, so that the request path
 // takes no lock and allocates nothing to keep them.
 type counters struct {
+	// epoch is when the Handler was made: request times are read as
+	// time.Since(epoch), which reads only the monotonic clock (time.Now
+	// reads the wall clock too).
+	epoch time.Time
+
 	requests  [len(MethodClasses)][numCodes]atomic.Uint64
 	duration  histogram
 	queueWait histogram
@@ -195,10 +200,13 @@ func methodClass(m string) int {
 	return 7
 }
 
+// now is the time since epoch, for request durations.
+func (c *counters) now() time.Duration { return time.Since(c.epoch) }
+
 // done adds a request's numbers when ServeHTTP returns (deferred, so an
-// aborted response counts too).
-func (c *counters) done(method string, o *outcome, start time.Time) {
-	c.duration.observe(time.Since(start))
+// aborted response counts too); start is when it began, from now.
+func (c *counters) done(method string, o *outcome, start time.Duration) {
+	c.duration.observe(c.now() - start)
 	code := o.status
 	if code == 0 {
 		code = http.StatusOK

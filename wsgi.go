@@ -75,6 +75,7 @@ func New(opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg}
+	h.m.epoch = time.Now()
 	if cfg.logFile != "" {
 		f, err := os.OpenFile(cfg.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
@@ -241,9 +242,16 @@ func (h *Handler) begin() bool {
 
 // ServeHTTP runs the app for one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	start := h.m.now()
 	var o outcome
+	// A function of its own: one more defer in serve, with its many
+	// returns, would cost all its defers their open coding.
 	defer h.m.done(r.Method, &o, start)
+	h.serve(w, r, &o)
+}
+
+// serve is ServeHTTP, filling in o what the metrics count.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 	if !h.begin() {
 		h.m.refusedClosed.Add(1)
 		o.status = http.StatusServiceUnavailable
@@ -279,7 +287,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if h.isASGI {
-		h.serveASGIHTTP(w, r, &o)
+		h.serveASGIHTTP(w, r, o)
 		return
 	}
 
@@ -297,7 +305,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.envs.Put(env)
 		return
 	}
-	abort, lo := h.runPython(w, r, env, &o) // gives env and the slot back itself
+	abort, lo := h.runPython(w, r, env, o) // gives env and the slot back itself
 	if lo != nil && !lo.drain() {
 		abort = true
 	}
