@@ -23,7 +23,7 @@ import (
 type Metrics struct {
 	// Requests counts the requests ServeHTTP returned from, by method
 	// class and status code; only pairs seen are listed, ordered by
-	// method class (as in MethodClasses), then code. A request whose
+	// method class (as in MethodClasses), then code (0 last). A request whose
 	// handler wrote nothing counts as 200, as net/http sends; a
 	// WebSocket accepted counts as 101.
 	Requests []RequestCount
@@ -60,8 +60,13 @@ type Metrics struct {
 	// past its timeout is not one of them (Timeouts counts those).
 	Exceptions uint64
 
-	RequestBodyBytes  uint64 // request body bytes the app read
-	ResponseBodyBytes uint64 // response body bytes written to clients by the app
+	// RequestBodyBytes counts the request body bytes read from clients
+	// for the app (not those dropped after its response).
+	RequestBodyBytes uint64
+	// ResponseBodyBytes counts the response body bytes of the app
+	// written to clients (not those of the handler's own answers: 500,
+	// 503, 504...; static files included).
+	ResponseBodyBytes uint64
 
 	WebSockets int // ASGI WebSockets open now
 	// ASGITasks is how many ASGI HTTP tasks are alive now, those running

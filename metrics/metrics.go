@@ -13,7 +13,8 @@
 // # Metrics
 //
 // Every metric of a Handler has the label app (Handler.Name), so the
-// Handlers given to one collector must have different names. The Python
+// Handlers given to one collector must have different names. The code
+// label is the status code, or "other" for one outside 100-599. The Python
 // garbage collector's metrics describe the interpreter, which the
 // Handlers of a process share: they have no app label.
 //
@@ -32,8 +33,8 @@
 //	wsgi_reloads_total                          counter    app                reloads of the app (Options.Reload), failed ones included
 //	wsgi_reload_failures_total                  counter    app                reloads whose import failed
 //	wsgi_app_exceptions_total                   counter    app                exceptions raised by the app (WSGI, ASGI HTTP and WebSocket)
-//	wsgi_request_body_bytes_total               counter    app                request body bytes read by the app
-//	wsgi_response_body_bytes_total              counter    app                response body bytes written by the app
+//	wsgi_request_body_bytes_total               counter    app                request body bytes read from clients for the app
+//	wsgi_response_body_bytes_total              counter    app                response body bytes of the app (and static files) written to clients
 //	wsgi_websockets_open                        gauge      app                ASGI WebSocket connections being served
 //	wsgi_asgi_tasks                             gauge      app                ASGI HTTP tasks alive, those running on after their response included
 //	wsgi_python_gc_collections_total            counter    generation         collections of a garbage collector generation
