@@ -396,3 +396,29 @@ func TestInFlight(t *testing.T) {
 		`wsgi_queue_rejected_total{app="flight"}`:                   0, // not the queue's
 	})
 }
+
+// TestStaticFiles: static files are counted with their status and bytes.
+func TestStaticFiles(t *testing.T) {
+	h := newHandler(t, wsgi.Options{Dir: "../testdata/static", App: "app", Name: "static", Static: true, Prefix: "/p"})
+	steps := []struct {
+		method, path string
+		status       int
+	}{
+		{"GET", "/p/static/sub/page.txt", 200}, // 29 bytes
+		{"HEAD", "/p/static/sub/page.txt", 200},
+		{"GET", "/p/static/missing.txt", 404},
+		{"POST", "/p/static/sub/page.txt", 405},
+	}
+	for _, s := range steps {
+		assert.Equal(t, s.status, do(h, s.method, s.path, ""), s.method+" "+s.path)
+	}
+	got := values(t, metrics.NewCollector(h))
+	check(t, got, map[string]float64{
+		`wsgi_requests_total{app="static",code="200",method="GET"}`:  1,
+		`wsgi_requests_total{app="static",code="200",method="HEAD"}`: 1,
+		`wsgi_requests_total{app="static",code="404",method="GET"}`:  1,
+		`wsgi_requests_total{app="static",code="405",method="POST"}`: 1,
+		`wsgi_queue_wait_seconds_count{app="static"}`:                0, // no Python thread taken
+	})
+	assert.GreaterOrEqual(t, got[`wsgi_response_body_bytes_total{app="static"}`], 29.0, "the file, and the error pages' bodies")
+}
