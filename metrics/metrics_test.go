@@ -25,6 +25,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/gowsgi/wsgi"
 	"github.com/gowsgi/wsgi/metrics"
@@ -421,4 +422,25 @@ func TestStaticFiles(t *testing.T) {
 		`wsgi_queue_wait_seconds_count{app="static"}`:                0, // no Python thread taken
 	})
 	assert.GreaterOrEqual(t, got[`wsgi_response_body_bytes_total{app="static"}`], 29.0, "the file, and the error pages' bodies")
+}
+
+// TestAuth: a request refused by BasicAuth is a 401 of its own.
+func TestAuth(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("wonderland"), bcrypt.MinCost)
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	require.NoError(t, os.WriteFile(file, []byte("alice:"+string(hash)+"\n"), 0o600))
+	h := newHandler(t, wsgi.Options{Dir: "../testdata/auth", App: "app", Name: "auth", BasicAuth: &wsgi.BasicAuth{HtpasswdFile: file}})
+
+	assert.Equal(t, 401, do(h, "GET", "/", ""))
+	r := httptest.NewRequest("GET", "/", nil)
+	r.SetBasicAuth("alice", "wonderland")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	assert.Equal(t, 200, rec.Code)
+	check(t, values(t, metrics.NewCollector(h)), map[string]float64{
+		`wsgi_requests_total{app="auth",code="401",method="GET"}`: 1,
+		`wsgi_requests_total{app="auth",code="200",method="GET"}`: 1,
+		`wsgi_queue_wait_seconds_count{app="auth"}`:               1, // only the request let in
+	})
 }
