@@ -19,9 +19,10 @@ OTHER_PYTHONS ?= 3.10 3.12 3.13
 # 200000 runs take about 10s a target here.
 FUZZTIME ?= 200000x
 
+# prometheus: promtool, which checks the metrics exposition (metrics/; skipped without it).
 DEBS := python3-dev pkg-config gcc python3-flask python3-django python3-falcon \
 	python3-bottle python3-pyramid python3-uvloop python3-starlette python3-fastapi python3-quart \
-	python3-websockets
+	python3-websockets prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-cores bench-install build clean soak

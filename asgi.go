@@ -343,7 +343,7 @@ func (x *asgiExchange) Done(exc *cpython.Exception) {
 // response (Starlette's BackgroundTasks), rest is what remains to do: wait
 // for the task, bounded by RequestTimeout, and log how it ended; the
 // request must keep its slot until rest returns.
-func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) (abort bool, rest func()) {
+func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte, o *outcome) (abort bool, rest func()) {
 	x := &asgiExchange{loopConn: newLoopConn(h, g.asgi, w, r), bodyCh: make(chan bodyChunk, 1)}
 	var first []byte
 	if r.ContentLength == 0 {
@@ -362,18 +362,27 @@ func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, s
 	}()
 	conn, err := g.asgi.Start(handle, scope, first)
 	if err != nil {
+		o.status = http.StatusInternalServerError
 		h.internalError(w, err)
 		return false, nil
 	}
 	x.conn = conn
+	h.m.asgiTasks.Add(1)
+	defer func() {
+		if rest == nil {
+			h.m.asgiTasks.Add(-1)
+		}
+	}()
 	abort = x.serve()
 	if !x.settleBody() {
 		abort = true
 	}
+	o.status, o.sent, o.received = x.status, x.written, x.bodyRead
 	if x.runsOn {
 		// From here on the exchange never touches w or r.Body.
 		x.detached.Store(true)
 		rest = func() {
+			defer h.m.asgiTasks.Add(-1)
 			defer handle.Release()
 			defer x.conn.Release()
 			x.afterResponse()
@@ -479,9 +488,11 @@ func (x *asgiExchange) timedOut() (abort bool) {
 	x.a.Cancel(x.conn)
 	x.h.cfg.logger.Error("wsgi: request timed out; the app's task was cancelled",
 		"timeout", x.h.cfg.requestTimeout, "method", x.r.Method, "path", x.r.URL.Path)
+	x.h.m.timeouts.Add(1)
 	if x.sent {
 		return !x.finished
 	}
+	x.status = http.StatusGatewayTimeout
 	x.w.Header().Set("Connection", "close")
 	plainError(x.w, http.StatusGatewayTimeout, "request timed out")
 	return false
@@ -605,6 +616,7 @@ func (x *asgiExchange) sendHead() {
 		hdr["Content-Type"] = nil // no sniffing
 	}
 	st := x.head.status
+	x.status = st
 	x.noBody = x.r.Method == http.MethodHead || st == http.StatusNoContent || st == http.StatusNotModified
 	if x.r.ContentLength != 0 && !x.bodyEOF {
 		x.duplex = x.controller().EnableFullDuplex() == nil
@@ -683,6 +695,8 @@ func (x *asgiExchange) finish() (abort bool) {
 	var err error
 	if x.stalled && !x.sent {
 		x.h.cfg.logger.Info("wsgi: request body timed out", attrs...)
+		x.h.m.bodyTimeouts.Add(1)
+		x.status = http.StatusRequestTimeout
 		// Close the connection: the rest of the body is not coming.
 		x.w.Header().Set("Connection", "close")
 		plainError(x.w, http.StatusRequestTimeout, "request body timed out")
@@ -690,6 +704,7 @@ func (x *asgiExchange) finish() (abort bool) {
 	}
 	switch {
 	case x.exc != nil:
+		x.h.m.exceptions.Add(1)
 		pe := newPythonError(x.exc)
 		err = pe
 		attrs = append(attrs, "error", pe.Error(), "traceback", pe.Traceback)
@@ -717,6 +732,7 @@ func (x *asgiExchange) finish() (abort bool) {
 		return true
 	}
 	x.h.cfg.logger.Error("wsgi: app failed", attrs...)
+	x.status = http.StatusInternalServerError
 	x.h.internalError(x.w, err)
 	return false
 }
@@ -749,6 +765,7 @@ func (x *asgiExchange) afterResponse() {
 		case <-timeout:
 			x.gone.Store(true)
 			x.a.Cancel(x.conn)
+			x.h.m.timeouts.Add(1)
 			x.h.cfg.logger.Error("wsgi: request timed out after its response; the app's task was cancelled",
 				"timeout", x.h.cfg.requestTimeout, "method", x.r.Method, "path", x.r.URL.Path)
 			return
@@ -766,6 +783,7 @@ func (x *asgiExchange) afterResponse() {
 	}
 	x.gone.Store(true)
 	if x.exc != nil {
+		x.h.m.exceptions.Add(1)
 		pe := newPythonError(x.exc)
 		x.h.cfg.logger.Error("wsgi: app raised after completing its response",
 			"method", x.r.Method, "path", x.r.URL.Path, "error", pe.Error(), "traceback", pe.Traceback)
@@ -994,7 +1012,7 @@ func mustEncode(v any) []byte {
 }
 
 // serveASGIHTTP is ServeHTTP for an ASGI app.
-func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request, o *outcome) {
 	kind := "http"
 	if isWebSocket(r) {
 		kind = "websocket"
@@ -1006,10 +1024,11 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
 	scope, status, reason := buildScope(r, h.cfg.prefix, kind, h.cfg.trusted.peer(r), h.relativePaths, h.cfg.env, subprotocols)
 	if status != 0 {
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
+		o.status = status
 		plainError(w, status, http.StatusText(status))
 		return
 	}
-	if !h.admit(w, r) {
+	if o.status = h.admit(w, r); o.status != 0 {
 		return
 	}
 	g := h.current()
@@ -1024,11 +1043,14 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request) {
 		}()
 		switch {
 		case g.asgi == nil:
+			o.status = http.StatusInternalServerError
 			h.internalError(w, g.err)
 		case kind == "websocket":
-			h.serveASGIWebSocket(g, w, r, scope)
+			sw := &statusWriter{ResponseWriter: w}
+			h.serveASGIWebSocket(g, sw, r, scope)
+			o.status = sw.status
 		default:
-			abort, rest = h.serveASGI(g, w, r, scope)
+			abort, rest = h.serveASGI(g, w, r, scope, o)
 		}
 	}()
 	if rest != nil {

@@ -213,6 +213,8 @@ func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.R
 	}
 	x.conn = conn
 	defer conn.Release()
+	h.m.webSockets.Add(1)
+	defer h.m.webSockets.Add(-1)
 	x.serve()
 }
 
@@ -461,6 +463,7 @@ func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter 
 func (x *wsExchange) finish() {
 	x.gone.Store(true)
 	if x.exc != nil {
+		x.h.m.exceptions.Add(1)
 		pe := newPythonError(x.exc)
 		x.h.cfg.logger.Error("wsgi: app failed on a WebSocket", "error", pe.Error(), "traceback", pe.Traceback,
 			"path", x.r.URL.Path)

@@ -140,4 +140,14 @@
 // on) until a later change fixes it. C extensions, modules outside Dir
 // and frameworks with process-wide registries (Django) are not reloaded;
 // restart for those. It is meant for development.
+//
+// # Metrics
+//
+// Handler.Metrics returns a snapshot of a handler's counters: requests
+// by method and status, duration and queue-wait histograms, the limits'
+// answers (503, 413, 408, 504), reloads, the app's exceptions, body bytes,
+// open WebSockets and ASGI tasks. The request path keeps them with
+// atomics, without locks or allocations. Handler.PythonGC reads the
+// interpreter's garbage collector on demand. Package
+// github.com/gowsgi/wsgi/metrics exports both to Prometheus.
 package wsgi

@@ -22,6 +22,7 @@ type bodyReader struct {
 	eof   bool
 	err   error // sticky: once the body failed, every read fails
 	left  int64 // declared bytes not yet read from src; -1 if unknown (chunked)
+	got   int64 // bytes read from src, for the metrics
 
 	touched bool // src was read at least once
 
@@ -192,6 +193,7 @@ func (b *bodyReader) readSrc(p []byte) (int, error) {
 	if b.timeout > 0 && b.setDeadline != nil {
 		_ = b.setDeadline(time.Time{})
 	}
+	b.got += int64(n)
 	if b.left >= 0 {
 		b.left -= int64(n)
 	}

@@ -59,6 +59,11 @@ func (h *Handler) learnBodies(closes, ok bool) {
 type settlement struct {
 	abort bool      // cut the connection
 	lo    *leftover // request body to drain
+
+	// For the metrics: the status written (0: none), the response and
+	// request body bytes.
+	status         int
+	sent, received int64
 }
 
 // pyRequest is what ServeHTTP and the Python goroutine of one request
@@ -110,6 +115,7 @@ func (p *pyRequest) expire() {
 	}
 	p.timedOut = true
 	p.h.stuck.Add(1)
+	p.h.m.timeouts.Add(1) // a 504, a cut response, or post-response work interrupted
 	if p.answered {
 		p.interruptLocked("wsgi: request timed out after its response; Python was interrupted and keeps its thread until it returns")
 	}
@@ -154,11 +160,12 @@ func (p *pyRequest) finished() {
 // timed out (504, or a cut connection if the response had started). It
 // owns env and the slot, and gives them back when Python is done, which
 // may be after ServeHTTP returned.
-func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ) (abort bool, lo *leftover) {
+func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ, o *outcome) (abort bool, lo *leftover) {
 	if h.cfg.requestTimeout == 0 && h.bodies.Load() >= inlineAfter {
 		p := pyRequest{h: h, inline: true}
 		defer func() { h.envs.Put(env); <-h.slots }() // even if our own code panics
 		h.run(w, r, env.bytes(), &p)
+		o.status, o.sent, o.received = p.result.status, p.result.sent, p.result.received
 		return p.result.abort, p.result.lo
 	}
 	p := &pyRequest{h: h, method: r.Method, path: r.URL.Path, settled: make(chan settlement, 1)}
@@ -201,15 +208,17 @@ func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ
 	}()
 	if p.expired == nil {
 		s := <-p.settled
+		o.status, o.sent, o.received = s.status, s.sent, s.received
 		return s.abort, s.lo
 	}
 	select {
 	case s := <-p.settled:
 		p.answer()
+		o.status, o.sent, o.received = s.status, s.sent, s.received
 		return s.abort, s.lo
 	case <-p.expired:
 	}
-	wrote := gw.timeOut()
+	status := gw.timeOut()
 	body.timeOut(http.NewResponseController(w))
 	p.mu.Lock()
 	p.answered = true
@@ -217,9 +226,11 @@ func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ
 		p.interruptLocked("wsgi: request timed out; Python was interrupted and keeps its thread until it returns")
 	}
 	p.mu.Unlock()
-	if wrote {
+	if status != 0 {
+		o.status = status
 		return true, nil // the response started: cut it
 	}
+	o.status = http.StatusGatewayTimeout
 	w.Header().Set("Connection", "close")
 	plainError(w, http.StatusGatewayTimeout, "request timed out")
 	return false, nil

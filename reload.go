@@ -118,7 +118,9 @@ func (h *Handler) reload() {
 	if err == nil {
 		err = gerr
 	}
+	h.m.reloads.Add(1)
 	if err != nil {
+		h.m.reloadFailures.Add(1)
 		attrs := []any{"error", err.Error()}
 		var pe *PythonError
 		if errors.As(err, &pe) {

@@ -258,6 +258,7 @@ func (x *exchange) logAppLine(line []byte) {
 type sentBody struct {
 	written int64 // body bytes written
 	cut     bool  // excess over Content-Length was dropped (logged once)
+	status  int   // the status written, for the metrics; 0 until then
 }
 
 // clip returns the part of p that fits in Content-Length cl (-1: none
@@ -331,6 +332,7 @@ func (x *exchange) sendHead() {
 		hdr["Content-Type"] = nil // a nil entry stops net/http from sniffing one
 	}
 	st := x.head.status
+	x.status = st
 	x.noBody = x.r.Method == http.MethodHead || st == http.StatusNoContent || st == http.StatusNotModified
 	// A client waiting for "100 Continue" that the app never asked for
 	// has sent no body: leave net/http to close the connection instead.
@@ -536,6 +538,7 @@ func (x *exchange) finish(call *cpython.Call) {
 
 func (x *exchange) logCloseError(e *cpython.Exception) {
 	pe := newPythonError(e)
+	x.h.m.exception(pe)
 	x.h.cfg.logger.Error("wsgi: the app's close() raised an exception",
 		"error", pe.Error(), "traceback", pe.Traceback, "path", x.r.URL.Path)
 }
@@ -547,6 +550,7 @@ func (x *exchange) fail(err error) (abort bool) {
 	var pe *PythonError
 	if errors.As(err, &pe) {
 		attrs = append(attrs, "traceback", pe.Traceback)
+		x.h.m.exception(pe)
 	}
 	switch {
 	case x.werr != nil:
@@ -563,9 +567,12 @@ func (x *exchange) fail(err error) (abort bool) {
 		if x.body.stalled {
 			// The app failed because the upload stalled: say so.
 			// Close the connection: the rest of the body is not coming.
+			x.h.m.bodyTimeouts.Add(1)
+			x.status = http.StatusRequestTimeout
 			x.w.Header().Set("Connection", "close")
 			plainError(x.w, http.StatusRequestTimeout, "request body timed out")
 		} else {
+			x.status = http.StatusInternalServerError
 			x.h.internalError(x.w, err)
 		}
 	}

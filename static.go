@@ -52,6 +52,11 @@ func newStaticFiles(root, urlPrefix string) (*staticFiles, error) {
 
 // serve answers r when its path is under the URL prefix and reports
 // whether it did.
+// matches says whether a request is for a static file.
+func (s *staticFiles) matches(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, s.urlPrefix)
+}
+
 func (s *staticFiles) serve(w http.ResponseWriter, r *http.Request) bool {
 	name, ok := strings.CutPrefix(r.URL.Path, s.urlPrefix)
 	if !ok {

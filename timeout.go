@@ -30,6 +30,7 @@ type guardedWriter struct {
 	mu       sync.Mutex
 	timedOut bool
 	wrote    bool        // the head was written
+	status   int         // the status written, once wrote
 	header   http.Header // what Header returns after the timeout
 }
 
@@ -53,7 +54,12 @@ func (g *guardedWriter) WriteHeader(code int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.timedOut {
-		g.wrote = g.wrote || code >= 200 // after 103 Early Hints a 504 is still possible
+		if code >= 200 { // after 103 Early Hints a 504 is still possible
+			if !g.wrote {
+				g.status = code
+			}
+			g.wrote = true
+		}
 		g.w.WriteHeader(code)
 	}
 }
@@ -64,7 +70,7 @@ func (g *guardedWriter) Write(p []byte) (int, error) {
 	if g.timedOut {
 		return 0, errTimedOut
 	}
-	g.wrote = true
+	g.writing()
 	return g.w.Write(p)
 }
 
@@ -75,7 +81,7 @@ func (g *guardedWriter) ReadFrom(r io.Reader) (int64, error) {
 	if g.timedOut {
 		return 0, errTimedOut
 	}
-	g.wrote = true
+	g.writing()
 	if rf, ok := g.w.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
@@ -125,12 +131,22 @@ func (g *guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return nil, nil, http.ErrNotSupported
 }
 
-// timeOut closes the guard and reports whether the head had been written.
-func (g *guardedWriter) timeOut() (wrote bool) {
+// writing records a body write: the head goes first, 200 if none was
+// written.
+func (g *guardedWriter) writing() {
+	if !g.wrote {
+		g.status = http.StatusOK
+	}
+	g.wrote = true
+}
+
+// timeOut closes the guard and reports the status written, or 0 if the
+// head had not been written.
+func (g *guardedWriter) timeOut() (status int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.timedOut = true
-	return g.wrote
+	return g.status
 }
 
 // guardedBody is the request body the Python goroutine reads. A timeout

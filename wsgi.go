@@ -50,6 +50,8 @@ type Handler struct {
 	envs      sync.Pool // *environ
 	bufs      sync.Pool // *[]byte, for list bodies copied out of Python
 	exchanges sync.Pool // *exchange
+
+	m counters // for Metrics; last, away from the fields above
 }
 
 // bodyBufSize is the largest list body copied out of Python in the same
@@ -73,6 +75,7 @@ func New(opts Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg}
+	h.m.epoch = time.Now()
 	if cfg.logFile != "" {
 		f, err := os.OpenFile(cfg.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
@@ -239,7 +242,19 @@ func (h *Handler) begin() bool {
 
 // ServeHTTP runs the app for one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.m.now()
+	var o outcome
+	// A function of its own: one more defer in serve, with its many
+	// returns, would cost all its defers their open coding.
+	defer h.m.done(r.Method, &o, start)
+	h.serve(w, r, &o)
+}
+
+// serve is ServeHTTP, filling in o what the metrics count.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 	if !h.begin() {
+		h.m.refusedClosed.Add(1)
+		o.status = http.StatusServiceUnavailable
 		unavailable(w, "wsgi: the app is shutting down")
 		return
 	}
@@ -260,14 +275,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if h.auth != nil {
 		if r = h.auth.check(w, r); r == nil {
+			o.status = http.StatusUnauthorized
 			return
 		}
 	}
-	if h.static != nil && h.static.serve(w, r) {
-		return
+	if h.static != nil && h.static.matches(r) {
+		sw := &statusWriter{ResponseWriter: w}
+		if h.static.serve(sw, r) {
+			o.status, o.sent = sw.status, sw.bytes
+			return
+		}
 	}
 	if h.isASGI {
-		h.serveASGIHTTP(w, r)
+		h.serveASGIHTTP(w, r, o)
 		return
 	}
 
@@ -276,15 +296,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status, reason := buildEnvironFor(env, r, h.cfg.prefix, h.cfg.env, h.cfg.trusted.peer(r)); status != 0 {
 		h.envs.Put(env)
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
+		o.status = status
 		plainError(w, status, http.StatusText(status))
 		return
 	}
 
-	if !h.admit(w, r) {
+	if o.status = h.admit(w, r); o.status != 0 {
 		h.envs.Put(env)
 		return
 	}
-	abort, lo := h.runPython(w, r, env) // gives env and the slot back itself
+	abort, lo := h.runPython(w, r, env, o) // gives env and the slot back itself
 	if lo != nil && !lo.drain() {
 		abort = true
 	}
@@ -296,12 +317,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // admit applies the body size limit and takes a slot (waiting at most the
-// queue timeout), answering 413 or 503 itself when it says no.
-func (h *Handler) admit(w http.ResponseWriter, r *http.Request) bool {
+// queue timeout), answering 413 or 503 itself when it says no: it returns
+// that status, or 0 when the request may run.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) int {
 	if max := h.cfg.maxBodyBytes; max > 0 {
 		if r.ContentLength > max {
+			h.m.tooLarge.Add(1)
 			plainError(w, http.StatusRequestEntityTooLarge, "request body too large")
-			return false
+			return http.StatusRequestEntityTooLarge
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)
 	}
@@ -311,19 +334,23 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request) bool {
 		// than let net/http send an empty 200.
 		h.cfg.logger.Warn("wsgi: no python thread free in time; answering 503",
 			"queue_timeout", h.cfg.queueTimeout, "threads", h.cfg.threads, "context", r.Context().Err())
+		h.m.queueRejected.Add(1)
 		unavailable(w, "wsgi: server busy")
-		return false
+		return http.StatusServiceUnavailable
 	}
-	return true
+	return 0
 }
 
 // acquire takes a Python slot, waiting at most the queue timeout.
 func (h *Handler) acquire(ctx context.Context) bool {
 	select {
 	case h.slots <- struct{}{}:
+		h.m.queueWait.observe(0)
 		return true
 	default:
 	}
+	start := time.Now()
+	defer func() { h.m.queueWait.observe(time.Since(start)) }()
 	t := time.NewTimer(h.cfg.queueTimeout)
 	defer t.Stop()
 	select {
@@ -346,7 +373,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 	defer g.unref()
 	if g.app == nil { // the last reload failed
 		h.internalError(w, g.err)
-		p.settle(settlement{})
+		p.settle(settlement{status: http.StatusInternalServerError})
 		return
 	}
 	x := h.exchanges.Get().(*exchange)
@@ -374,6 +401,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 		// The response is out: ServeHTTP may return while close() runs.
 		x.over.Store(true)
 		s.abort = s.abort || !ok // a panic of our own code
+		s.status, s.sent, s.received = x.status, x.written, x.body.got
 		p.settle(s)
 		x.finish(&call) // after a panic in our own code too
 		runtime.UnlockOSThread()

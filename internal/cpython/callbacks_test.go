@@ -36,6 +36,11 @@ func (f *fakeRequest) Write(p []byte) error {
 	return nil
 }
 
+func (f *fakeRequest) EarlyHints(packed string, nheaders int) error {
+	f.maybePanic("early_hints")
+	return nil
+}
+
 // Read fails for read(3); read(5) is direct: Take reads "hello".
 func (f *fakeRequest) Read(op int, n int64) (int64, bool, error) {
 	if n == 5 {
@@ -84,7 +89,7 @@ func call(t *testing.T, app *App, req Request) string {
 // through Python frames (that would leave the GIL held).
 func TestCallbackPanicsBecomePythonExceptions(t *testing.T) {
 	app := loadCalls(t)
-	for _, where := range []string{"start_response", "write", "read", "take", "errors"} {
+	for _, where := range []string{"start_response", "write", "read", "take", "errors", "early_hints"} {
 		t.Run(where, func(t *testing.T) {
 			body := call(t, app, &fakeRequest{panicIn: where})
 			for _, line := range strings.Split(body, "\n") {
@@ -107,6 +112,7 @@ func TestCallbackPanicsBecomePythonExceptions(t *testing.T) {
 		body := call(t, app, &fakeRequest{})
 		require.Contains(t, body, "start_response ok")
 		require.Contains(t, body, "take ok")
+		require.Contains(t, body, "early_hints ok")
 	}
 }
 

@@ -23,4 +23,5 @@ def application(environ, start_response):
 
     attempt("take", take)
     attempt("errors", lambda: environ["wsgi.errors"].write("line\n"))
+    attempt("early_hints", lambda: environ["wsgi.early_hints"]([("Link", "</a.css>; rel=preload")]))
     return ["\n".join(results).encode()]
