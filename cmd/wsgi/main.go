@@ -106,6 +106,7 @@ type flags struct {
 	maxRequests     int
 	maxJitter       int
 	maxRSS          int
+	pinWorkers      bool
 	set             map[string]bool // the flags given on the command line
 }
 
@@ -162,6 +163,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.TextVar(&f.workers, "workers", config.Workers(1), "worker `processes` sharing the listening socket, or auto (one per CPU); above 1 the command is a master that imports no Python")
 	fs.IntVar(&f.maxRequests, "max-requests", 0, "with -workers: replace a worker after this many requests (0 means never)")
 	fs.IntVar(&f.maxJitter, "max-requests-jitter", 0, "with -max-requests: add a random 0..`N` requests per worker, so that workers do not restart together")
+	fs.BoolVar(&f.pinWorkers, "pin-workers", true, "with -workers: pin each worker to one CPU of those the command may use, round robin "+
+		"(Python threads of one process on several CPUs fight over its GIL; see README)")
 	fs.IntVar(&f.maxRSS, "max-rss", 0, "with -workers: replace a worker whose resident memory is above this many `MiB` (0 means never)")
 	fs.BoolVar(&f.version, "version", false, "print the Python version and executable, then exit")
 	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr, -log-format, -workers and the recycling flags override its settings; "+

@@ -71,6 +71,7 @@ type master struct {
 	args   []string   // the command line each worker runs
 	files  []*os.File // the listening sockets, passed to every worker
 	grace  time.Duration
+	cpus   []int // with -pin-workers, the CPUs workers are pinned to, round robin; nil: none
 
 	events  chan workerEvent
 	respawn chan int      // slot ids whose backoff is over
@@ -110,7 +111,14 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		logger.Error("wsgi: cannot pass the listening socket to workers", "err", err)
 		return exitFail
 	}
+	var cpus []int
+	if f.pinWorkers {
+		if cpus, err = allowedCPUs(); err != nil || len(cpus) < 2 {
+			cpus = nil // one CPU: nothing to choose
+		}
+	}
 	m := &master{
+		cpus:    cpus,
 		logger:  logger,
 		stderr:  stderr,
 		exe:     exe,
@@ -201,6 +209,9 @@ func (m *master) spawn(id int) (*worker, error) {
 	cmd.Env = append(os.Environ(),
 		envWorkerID+"="+strconv.Itoa(id),
 		envWorkerFDs+"="+strconv.Itoa(len(m.files)))
+	if len(m.cpus) > 0 {
+		cmd.Env = append(cmd.Env, envWorkerCPU+"="+strconv.Itoa(m.cpus[(id-1)%len(m.cpus)]))
+	}
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = m.stderr
 	cmd.ExtraFiles = append(append([]*os.File(nil), m.files...), pw)

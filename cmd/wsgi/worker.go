@@ -74,6 +74,16 @@ func inheritWorker() (*workerConn, error) {
 	}
 	// A wsgi command the app starts is no worker of this master.
 	_ = os.Unsetenv(envWorkerFDs)
+	if s := os.Getenv(envWorkerCPU); s != "" {
+		_ = os.Unsetenv(envWorkerCPU)
+		cpu, err := strconv.Atoi(s)
+		if err != nil || cpu < 0 {
+			return nil, fmt.Errorf("wsgi: bad %s %q", envWorkerCPU, s)
+		}
+		if err := pinThisProcess(cpu); err != nil {
+			return nil, err
+		}
+	}
 	wk := &workerConn{id: id, master: os.Getppid()}
 	for i := range n {
 		ln, err := newFDListener(firstInheritedFD + i) // not net.FileListener: see listener.go

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -484,4 +485,61 @@ func TestWorkersOrphaned(t *testing.T) {
 		"the workers outlived their master")
 	_ = p.wait(t)
 	assert.Contains(t, p.stderr(), "wsgi: the master is gone; stopping")
+}
+
+// Each worker runs on a CPU of its own (-pin-workers, the default): every
+// thread of it, Python's included, so that its threads do not fight over
+// its GIL across CPUs. -pin-workers=false leaves them where the command
+// may run.
+func TestWorkersPinned(t *testing.T) {
+	t.Parallel()
+	mine := cpusAllowed(t, os.Getpid())
+	if !strings.ContainsAny(mine, ",-") {
+		t.Skipf("this process may use only CPU %s: nothing to pin to", mine)
+	}
+	for _, pin := range []bool{true, false} {
+		t.Run(fmt.Sprint("pin=", pin), func(t *testing.T) {
+			p, base := startWorkers(t, nil, "", fmt.Sprint("-pin-workers=", pin))
+			pids := twoWorkers(t, base+"/")
+			seen := map[string]bool{}
+			for _, pid := range pids {
+				entries, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+				require.NoError(t, err)
+				first := cpusAllowed(t, pid)
+				for _, e := range entries { // every thread, the interpreter's too
+					tid, _ := strconv.Atoi(e.Name())
+					assert.Equal(t, first, cpusAllowedTask(t, pid, tid), "thread %d of worker %d", tid, pid)
+				}
+				if pin {
+					assert.NotContains(t, first, ",", "one CPU")
+					assert.NotContains(t, first, "-", "one CPU")
+				} else {
+					assert.Equal(t, mine, first)
+				}
+				seen[first] = true
+			}
+			if pin {
+				assert.Len(t, seen, 2, "the two workers are on different CPUs")
+			}
+			assert.Equal(t, 0, p.stop(t), p.stderr())
+		})
+	}
+}
+
+// cpusAllowed is /proc/PID/status's Cpus_allowed_list.
+func cpusAllowed(t *testing.T, pid int) string {
+	return cpusAllowedTask(t, pid, pid)
+}
+
+func cpusAllowedTask(t *testing.T, pid, tid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no Cpus_allowed_list for %d/%d", pid, tid)
+	return ""
 }
