@@ -162,26 +162,34 @@ func (wk *workerConn) watchRSS(ctx context.Context, logger *slog.Logger) {
 	if wk.maxRSS <= 0 {
 		return
 	}
-	go func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			rss, err := residentBytes()
-			if err != nil {
-				logger.Warn("wsgi: cannot read the resident size; -max-rss is off", "err", err)
-				return
-			}
-			if rss > wk.maxRSS {
-				wk.retire(logger, "max-rss", "rss_mib", rss>>20, "max_rss_mib", wk.maxRSS>>20)
-				return
-			}
+	go everySecond(ctx, func() bool {
+		rss, err := residentBytes()
+		if err != nil {
+			logger.Warn("wsgi: cannot read the resident size; -max-rss is off", "err", err)
+			return false
 		}
-	}()
+		if rss > wk.maxRSS {
+			wk.retire(logger, "max-rss", "rss_mib", rss>>20, "max_rss_mib", wk.maxRSS>>20)
+			return false
+		}
+		return true
+	})
+}
+
+// everySecond calls f each second until ctx is done or f returns false.
+func everySecond(ctx context.Context, f func() bool) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !f() {
+			return
+		}
+	}
 }
 
 // residentBytes is this process's resident set size: /proc/self/statm's
@@ -208,21 +216,13 @@ func residentBytes() (int64, error) {
 func (wk *workerConn) watchMaster(ctx context.Context, logger *slog.Logger) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
 	master := wk.master // from before the apps imported, which may take long
-	go func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			if os.Getppid() != master {
-				logger.Warn("wsgi: the master is gone; stopping", "master_pid", master)
-				cancel()
-				return
-			}
+	go everySecond(ctx, func() bool {
+		if os.Getppid() != master {
+			logger.Warn("wsgi: the master is gone; stopping", "master_pid", master)
+			cancel()
+			return false
 		}
-	}()
+		return true
+	})
 	return ctx, cancel
 }
