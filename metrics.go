@@ -1,10 +1,7 @@
 package wsgi
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -328,52 +325,4 @@ func (h *Handler) PythonGC() ([]GCGeneration, error) {
 		gens = append(gens, GCGeneration{Collections: v[0], Collected: v[1], Uncollectable: v[2], Objects: int(v[3])})
 	}
 	return gens, nil
-}
-
-// statusWriter records the status and body bytes of the responses
-// written by others than the exchanges (static files, WebSocket
-// handshakes), for the metrics. Like accessWriter, it keeps
-// http.ResponseController (Unwrap), sendfile (ReadFrom) and Hijack
-// working.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(p []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	n, err := s.ResponseWriter.Write(p)
-	s.bytes += int64(n)
-	return n, err
-}
-
-func (s *statusWriter) ReadFrom(r io.Reader) (int64, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	var n int64
-	var err error
-	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(r)
-	} else {
-		n, err = io.Copy(struct{ io.Writer }{s.ResponseWriter}, r)
-	}
-	s.bytes += n
-	return n, err
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(s.ResponseWriter).Hijack()
 }

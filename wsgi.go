@@ -268,7 +268,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 		w.Header().Set("Connection", "close")
 	}
 	if h.cfg.accessLog {
-		a := &accessWriter{ResponseWriter: w}
+		a := &statusWriter{ResponseWriter: w}
 		defer h.logAccess(a, r, time.Now())
 		w = a
 	}
