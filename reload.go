@@ -3,15 +3,10 @@ package wsgi
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
+	"github.com/gowsgi/wsgi/internal/codewatch"
 	"github.com/gowsgi/wsgi/internal/cpython"
 )
 
@@ -133,88 +128,24 @@ func (h *Handler) reload() {
 	h.install(g)
 }
 
-// reloadDelay gathers the events of one save (editors write, rename and
-// chmod in a burst) into one reload.
-const reloadDelay = 150 * time.Millisecond
-
-// watch reloads the app when a .py file under its directory changes,
-// until stop is closed.
-func (h *Handler) watch(w *fsnotify.Watcher, stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	defer w.Close()
-	var timer *time.Timer
-	var fire <-chan time.Time
-	for {
-		select {
-		case <-stop:
-			if timer != nil {
-				timer.Stop()
-			}
-			return
-		case ev, ok := <-w.Events:
-			if !ok {
-				return
-			}
-			if ev.Has(fsnotify.Create) {
-				if st, err := os.Stat(ev.Name); err == nil && st.IsDir() && watchable(ev.Name) {
-					_ = addTree(w, ev.Name)
-				}
-			}
-			if !strings.HasSuffix(ev.Name, ".py") {
-				continue
-			}
-			if timer == nil {
-				timer = time.NewTimer(reloadDelay)
-			} else {
-				timer.Reset(reloadDelay)
-			}
-			fire = timer.C
-		case err, ok := <-w.Errors:
-			if !ok {
-				return
-			}
-			h.cfg.logger.Warn("wsgi: watching the app directory", "error", err)
-		case <-fire:
-			fire = nil
-			h.reload()
-		}
-	}
-}
-
-// startWatching watches the app directory tree for changes.
+// startWatching reloads the app when a .py file under its directory
+// changes, until h.stopWatch is closed.
 func (h *Handler) startWatching() error {
-	w, err := fsnotify.NewWatcher()
+	cw, err := codewatch.New()
 	if err != nil {
 		return fmt.Errorf("wsgi: Reload: %w", err)
 	}
-	if err := addTree(w, h.cfg.dir); err != nil {
-		w.Close()
+	if err := cw.Add(h.cfg.dir); err != nil {
+		_ = cw.Close()
 		return fmt.Errorf("wsgi: Reload: watching %s: %w", h.cfg.dir, err)
 	}
 	h.stopWatch = make(chan struct{})
 	h.watchDone = make(chan struct{})
-	go h.watch(w, h.stopWatch, h.watchDone)
+	go func() {
+		defer close(h.watchDone)
+		cw.Run(h.stopWatch,
+			func(err error) { h.cfg.logger.Warn("wsgi: watching the app directory", "error", err) },
+			func(string) { h.reload() })
+	}()
 	return nil
-}
-
-// watchable leaves out directories that hold no app code.
-func watchable(dir string) bool {
-	base := filepath.Base(dir)
-	if strings.HasPrefix(base, ".") || base == "__pycache__" || base == "node_modules" {
-		return false
-	}
-	_, err := os.Stat(filepath.Join(dir, "pyvenv.cfg")) // a virtualenv
-	return err != nil
-}
-
-func addTree(w *fsnotify.Watcher, root string) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		if p != root && !watchable(p) {
-			return filepath.SkipDir
-		}
-		return w.Add(p)
-	})
 }
