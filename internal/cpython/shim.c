@@ -255,6 +255,34 @@ static PyObject *raise_ended(const char *what) {
         return NULL;                                                                     \
     }
 
+// Packs a list of (name, value) str tuples after *off in the scratch
+// buffer, for start_response and wsgi.early_hints. list and item name the
+// argument in errors. Returns how many headers, or -1 with an exception.
+static Py_ssize_t pack_headers(PyObject *headers, const char *list, const char *item,
+                               size_t *off) {
+    if (!PyList_Check(headers)) {
+        PyErr_Format(PyExc_TypeError, "wsgi: %s must be a list, not %.200s", list,
+                     Py_TYPE(headers)->tp_name);
+        return -1;
+    }
+    Py_ssize_t nh = PyList_GET_SIZE(headers);
+    if (nh > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "wsgi: too many headers");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nh; i++) {
+        PyObject *t = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
+            PyErr_Format(PyExc_TypeError, "wsgi: %s %zd must be a (name, value) tuple, not %R",
+                         item, i, t);
+            return -1;
+        }
+        if (pack_latin1(PyTuple_GET_ITEM(t, 0), off, "header name") < 0) return -1;
+        if (pack_latin1(PyTuple_GET_ITEM(t, 1), off, "header value") < 0) return -1;
+    }
+    return nh;
+}
+
 // write(data): sends data now, with the GIL released while Go writes.
 static PyObject *responder_write(PyObject *self, PyObject *data) {
     responder *r = (responder *)self;
@@ -293,26 +321,9 @@ static PyObject *responder_early_hints(PyObject *self, PyObject *headers) {
     responder *r = (responder *)self;
     if (r->h == 0) return raise_ended("wsgi.early_hints");
     CHECK_OWNER(r, "wsgi.early_hints")
-    if (!PyList_Check(headers)) {
-        PyErr_Format(PyExc_TypeError, "wsgi: early hints must be a list of (name, value) tuples, not %.200s",
-                     Py_TYPE(headers)->tp_name);
-        return NULL;
-    }
     size_t off = 0;
-    Py_ssize_t nh = PyList_GET_SIZE(headers);
-    if (nh > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "wsgi: too many headers");
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < nh; i++) {
-        PyObject *t = PyList_GET_ITEM(headers, i);
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
-            PyErr_Format(PyExc_TypeError, "wsgi: early hint %zd must be a (name, value) tuple, not %R", i, t);
-            return NULL;
-        }
-        if (pack_latin1(PyTuple_GET_ITEM(t, 0), &off, "header name") < 0) return NULL;
-        if (pack_latin1(PyTuple_GET_ITEM(t, 1), &off, "header value") < 0) return NULL;
-    }
+    Py_ssize_t nh = pack_headers(headers, "early hints", "early hint", &off);
+    if (nh < 0) return NULL;
     char err[ERRBUF];
     int32_t rc;
     uintptr_t h = r->h;
@@ -362,28 +373,15 @@ static PyObject *responder_start(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     if (r->h == 0) return raise_ended("start_response()");
     CHECK_OWNER(r, "start_response()")
-    if (!PyList_Check(headers)) {
+    if (!PyList_Check(headers)) {  // checked before the status, as always
         PyErr_Format(PyExc_TypeError, "wsgi: response_headers must be a list, not %.200s",
                      Py_TYPE(headers)->tp_name);
         return NULL;
     }
     size_t off = 0;
     if (pack_latin1(status, &off, "status") < 0) return NULL;
-    Py_ssize_t nh = PyList_GET_SIZE(headers);
-    for (Py_ssize_t i = 0; i < nh; i++) {
-        PyObject *t = PyList_GET_ITEM(headers, i);
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
-            PyErr_Format(PyExc_TypeError,
-                         "wsgi: response header %zd must be a (name, value) tuple, not %R", i, t);
-            return NULL;
-        }
-        if (pack_latin1(PyTuple_GET_ITEM(t, 0), &off, "header name") < 0) return NULL;
-        if (pack_latin1(PyTuple_GET_ITEM(t, 1), &off, "header value") < 0) return NULL;
-    }
-    if (nh > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "wsgi: too many headers");
-        return NULL;
-    }
+    Py_ssize_t nh = pack_headers(headers, "response_headers", "response header", &off);
+    if (nh < 0) return NULL;
     char err[ERRBUF];
     int has_exc = exc_info != Py_None;
     // Pure validation in Go: quick, so the GIL stays held.
