@@ -9,13 +9,21 @@ from django.db import connection
 
 
 def prepare():
+    """Several processes may start at once (the command's worker
+    processes, tests): a lock on the data directory serialises the
+    migration and the admin's creation."""
     os.makedirs(settings.DATA_DIR, exist_ok=True)
-    call_command("migrate", interactive=False, verbosity=0)
-    with connection.cursor() as cur:
-        cur.execute("PRAGMA journal_mode = WAL")  # readers do not block the writer
-    collect_static()
-    create_admin()
-    connection.close()
+    fd = os.open(settings.DATA_DIR, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        call_command("migrate", interactive=False, verbosity=0)
+        with connection.cursor() as cur:
+            cur.execute("PRAGMA journal_mode = WAL")  # readers do not block the writer
+        collect_static()
+        create_admin()
+    finally:
+        connection.close()
+        os.close(fd)  # releases the lock
 
 
 def collect_static():
