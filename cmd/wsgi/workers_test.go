@@ -543,3 +543,35 @@ func cpusAllowedTask(t *testing.T, pid, tid int) string {
 	t.Fatalf("no Cpus_allowed_list for %d/%d", pid, tid)
 	return ""
 }
+
+// -reload with workers on the Django demo: Django's app registry cannot be
+// re-imported in a process, so a changed view is served by replaced
+// workers.
+func TestWorkersReloadDjango(t *testing.T) {
+	if os.Getenv("WSGI_TEST_STDLIB_ONLY") != "" {
+		t.Skip("WSGI_TEST_STDLIB_ONLY: Django is Debian's, for the system Python")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	require.NoError(t, os.CopyFS(dir, os.DirFS("../../examples/djangoapp")))
+	views := filepath.Join(dir, "blog", "views.py")
+	src, err := os.ReadFile(views)
+	require.NoError(t, err)
+	p := start(t, []string{"DEMO_DATA_DIR=" + t.TempDir()}, "-addr", "127.0.0.1:0", "-dir", dir,
+		"-module", "demosite.wsgi", "-prefix", "/django", "-workers", "2", "-reload", "-shutdown-timeout", "5s")
+	base := "http://" + p.addr(t) + "/django/"
+	get := func() string {
+		resp, err := http.Get(base)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode, string(b))
+		return string(b)
+	}
+	assert.Contains(t, get(), `"app": "django"`)
+	rewrite(t, views, bytes.Replace(src, []byte(`"app": "django"`), []byte(`"app": "django, changed"`), 1))
+	waitLog(t, p, "wsgi: rolling restart done", 30*time.Second)
+	assert.Contains(t, get(), `"app": "django, changed"`)
+	assert.Equal(t, 0, p.stop(t), p.stderr())
+}
