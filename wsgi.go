@@ -398,6 +398,9 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 			// put the response on the wire before close() runs here.
 			_ = x.flush()
 		}
+		// The request's wsgi.errors text is logged before its response
+		// ends; what close() writes, after it.
+		x.flushErrors()
 		// The response is out: ServeHTTP may return while close() runs.
 		x.over.Store(true)
 		s.abort = s.abort || !ok // a panic of our own code
