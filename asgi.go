@@ -13,16 +13,21 @@ import (
 	"github.com/gowsgi/wsgi/internal/cpython"
 )
 
-// ASGI apps run on an asyncio event loop of their own (cpython.ASGI). A
-// request's goroutine starts the app on the loop and then serves the
-// messages the app sends, which the loop thread queues (asgiExchange.Send)
-// without waiting for the network; receive() asks Go for messages, which
-// Go delivers from the request body or on disconnect.
+// ASGI apps run on an asyncio event loop of their own (cpython.ASGI),
+// which has no thread: a request's goroutine starts the app on the loop
+// (its first step runs there, in the same C call) and then serves the
+// messages the app sends, which asgiExchange.Send queues without waiting
+// for the network, whichever goroutine runs the loop at the time;
+// receive() asks Go for messages, which Go delivers from the request body
+// or on disconnect.
 
 const (
 	// lifespanTimeout bounds how long the app's startup and shutdown may
 	// take.
 	lifespanTimeout = 60 * time.Second
+	// loopStopTimeout bounds how long the tasks still running when an app
+	// stops may take to finish once cancelled.
+	loopStopTimeout = 10 * time.Second
 	// asgiDefaultThreads is how many ASGI requests may be in progress at
 	// once when Options.Threads is zero: they are coroutines, not threads.
 	asgiDefaultThreads = 1024
@@ -37,17 +42,19 @@ const (
 
 // startASGI creates the app's event loop and runs its lifespan startup.
 func (h *Handler) startASGI(app *cpython.App) (*cpython.ASGI, error) {
-	a, err := cpython.NewASGI(app)
+	a, err := cpython.NewASGI(app, func(err error) {
+		h.cfg.logger.Error("wsgi: ASGI event loop", "error", err)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("wsgi: starting the ASGI event loop: %w", err)
 	}
 	status, msg, err := a.Lifespan("startup", lifespanTimeout)
 	switch {
 	case err != nil:
-		_ = a.Stop()
+		_ = a.Stop(loopStopTimeout)
 		return nil, fmt.Errorf("wsgi: ASGI lifespan startup: %w", err)
 	case status == "failed":
-		_ = a.Stop()
+		_ = a.Stop(loopStopTimeout)
 		return nil, fmt.Errorf("wsgi: ASGI lifespan startup failed: %s", msg)
 	case status == "unsupported":
 		h.cfg.logger.Debug("wsgi: the ASGI app does not support lifespan; serving without it", "detail", msg)
@@ -64,7 +71,7 @@ func (h *Handler) stopASGI(a *cpython.ASGI) {
 	case status == "failed":
 		h.cfg.logger.Error("wsgi: ASGI lifespan shutdown failed", "message", msg)
 	}
-	if err := a.Stop(); err != nil {
+	if err := a.Stop(loopStopTimeout); err != nil {
 		h.cfg.logger.Error("wsgi: ASGI event loop", "error", err)
 	}
 }
@@ -86,7 +93,7 @@ type asgiEvent struct {
 type asgiExchange struct {
 	loopConn
 
-	// Filled by the loop thread (Send, Done), under mu; drained by serve.
+	// Filled by the loop's runner (Send, Done), under mu; drained by serve.
 	events    []asgiEvent
 	startSeen bool
 	bodyDone  bool
@@ -119,7 +126,8 @@ type bodyChunk struct {
 	err  error
 }
 
-// Send implements cpython.ASGIRequest: it runs on the loop thread.
+// Send implements cpython.ASGIRequest: it runs in whichever goroutine
+// runs the loop, so it only validates and queues.
 func (x *asgiExchange) Send(msg map[string]any) (bool, error) {
 	kind, _ := msg["type"].(string)
 	if x.gone.Load() {

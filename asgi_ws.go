@@ -65,7 +65,7 @@ type wsIncoming struct {
 type wsExchange struct {
 	loopConn
 
-	// Filled by the loop thread (Send, Done), under mu.
+	// Filled by the loop's runner (Send, Done), under mu.
 	events   []wsEvent
 	accepted bool // websocket.accept seen
 	denying  bool // websocket.http.response.start seen
@@ -99,7 +99,8 @@ func (x *wsExchange) Body([]byte, bool) (bool, error) {
 	return false, cpython.BadValue(errors.New(`wsgi: unexpected ASGI message type "http.response.body" for a websocket scope`))
 }
 
-// Send takes the app's messages; it runs on the loop thread.
+// Send takes the app's messages; it runs in whichever goroutine runs the
+// loop, so it only validates and queues.
 func (x *wsExchange) Send(msg map[string]any) (bool, error) {
 	kind, _ := msg["type"].(string)
 	if x.gone.Load() {

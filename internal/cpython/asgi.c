@@ -3,140 +3,191 @@
 // the gohost value format (bridge.c), decoded on the Go side by values.go.
 #include "internal.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "_cgo_export.h"
 
 #define ERRBUF 512
 
-// Go hands requests and messages to the loop through a mailbox, without
-// taking the GIL: a queue under a mutex and an eventfd the loop watches
-// (add_reader). One wake-up serves every post made before the loop
-// drains, so a burst of requests costs the loop one wake-up.
-enum { POST_START = 0, POST_DELIVER = 1, POST_DRAINED = 2, POST_CANCEL = 3 };
-
-typedef struct post {
-    struct post *next;
-    int kind;
-    uintptr_t handle;
-    char *a, *b;  // value-encoded scope or message, first message
-    int64_t alen, blen;
-} post;
+// The loop has no thread of its own: Go runs it, one holder of the loop's
+// lock at a time, from whichever goroutine (and so OS thread) needs it
+// (see asgi.go). Every entry makes this thread the loop's thread for the
+// span of one C call: the running loop, the async-generator hooks (both
+// per thread) and the loop's thread id, restored on leave.
 
 struct wsgi_asgi {
-    PyObject *obj;  // host.ASGIApp
-    uint64_t app;   // the app's id, for gohost calls and log records
-    int efd;        // the mailbox's eventfd
-    pthread_mutex_t mu;
-    post *head, *tail;
-    int pending;    // the eventfd was written and not drained yet
+    PyObject *obj;                   // host.ASGIApp
+    PyObject *loop;                  // its DrivenLoop
+    PyObject *start, *call, *run_once;  // bound methods of obj
+    PyObject *firstiter, *finalizer; // the loop's async-generator hooks
+    uint64_t app;                    // the app's id, for gohost calls and log records
+    int epfd;                        // the loop's selector (an epoll fd)
 };
 
-static void free_posts(post *p) {
-    while (p != NULL) {
-        post *next = p->next;
-        free(p->a);
-        free(p->b);
-        free(p);
-        p = next;
+// asyncio's and sys's per-thread state functions, looked up once.
+static PyObject *get_running_loop, *set_running_loop, *get_hooks, *set_hooks, *s_thread_id;
+
+static int lookup_loop_functions(void) {
+    if (s_thread_id != NULL) return 0;
+    PyObject *events = PyImport_ImportModule("asyncio.events");
+    PyObject *sys = events ? PyImport_ImportModule("sys") : NULL;
+    if (sys != NULL) {
+        get_running_loop = PyObject_GetAttrString(events, "_get_running_loop");
+        set_running_loop = PyObject_GetAttrString(events, "_set_running_loop");
+        get_hooks = PyObject_GetAttrString(sys, "get_asyncgen_hooks");
+        set_hooks = PyObject_GetAttrString(sys, "set_asyncgen_hooks");
     }
+    Py_XDECREF(events);
+    Py_XDECREF(sys);
+    if (get_running_loop == NULL || set_running_loop == NULL || get_hooks == NULL || set_hooks == NULL) return -1;
+    s_thread_id = PyUnicode_InternFromString("_thread_id");
+    return s_thread_id ? 0 : -1;
 }
 
-int wsgi_asgi_post(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int64_t xlen,
-                   const char *y, int64_t ylen) {
-    post *p = calloc(1, sizeof *p);
-    if (p == NULL) return -1;
-    p->kind = kind;
-    p->handle = handle;
-    if (xlen > 0 && (p->a = malloc((size_t)xlen)) == NULL) goto nomem;
-    if (ylen > 0 && (p->b = malloc((size_t)ylen)) == NULL) goto nomem;
-    if (xlen > 0) memcpy(p->a, x, (size_t)xlen);
-    if (ylen > 0) memcpy(p->b, y, (size_t)ylen);
-    p->alen = xlen;
-    p->blen = ylen;
-    pthread_mutex_lock(&a->mu);
-    if (a->tail) a->tail->next = p;
-    else a->head = p;
-    a->tail = p;
-    int wake = !a->pending;
-    a->pending = 1;
-    pthread_mutex_unlock(&a->mu);
-    if (wake) {
-        uint64_t one = 1;
-        ssize_t w = write(a->efd, &one, sizeof one);
-        (void)w;  // EAGAIN means the counter is already non-zero: awake anyway
-    }
+// What loop_enter replaced on this thread.
+typedef struct {
+    PyObject *loop, *hooks;
+    uint64_t app;
+    uintptr_t handle;
+} entered;
+
+static int loop_enter(wsgi_asgi *a, entered *s) {
+    s->app = wsgi_tls_app;
+    s->handle = wsgi_tls_handle;
+    wsgi_tls_app = a->app;  // log records and gohost calls of the loop's callbacks
+    wsgi_tls_handle = 0;    // a task's request is in its context (host.current_request)
+    s->loop = s->hooks = NULL;
+    PyObject *tid = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    if (tid == NULL) return -1;
+    int rc = PyObject_SetAttr(a->loop, s_thread_id, tid);
+    Py_DECREF(tid);
+    if (rc < 0) return -1;
+    if ((s->loop = PyObject_CallNoArgs(get_running_loop)) == NULL) return -1;
+    if ((s->hooks = PyObject_CallNoArgs(get_hooks)) == NULL) return -1;
+    PyObject *r = PyObject_CallOneArg(set_running_loop, a->loop);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    r = PyObject_CallFunctionObjArgs(set_hooks, a->firstiter, a->finalizer, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
     return 0;
-nomem:
-    free_posts(p);
-    return -1;
+}
+
+// Restores what loop_enter replaced; an exception already set is kept.
+static void loop_leave(entered *s) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (s->hooks != NULL) {
+        PyObject *args = PySequence_Tuple(s->hooks);
+        PyObject *r = args ? PyObject_Call(set_hooks, args, NULL) : NULL;
+        Py_XDECREF(r);
+        Py_XDECREF(args);
+        Py_CLEAR(s->hooks);
+    }
+    if (s->loop != NULL) {
+        PyObject *r = PyObject_CallOneArg(set_running_loop, s->loop);
+        Py_XDECREF(r);
+        Py_CLEAR(s->loop);
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    wsgi_tls_app = s->app;
+    wsgi_tls_handle = s->handle;
 }
 
 static PyObject *decode_or_none(const char *p, int64_t n);
 
+static void asgi_clear(wsgi_asgi *a) {
+    Py_CLEAR(a->obj);
+    Py_CLEAR(a->loop);
+    Py_CLEAR(a->start);
+    Py_CLEAR(a->call);
+    Py_CLEAR(a->run_once);
+    Py_CLEAR(a->firstiter);
+    Py_CLEAR(a->finalizer);
+}
+
 wsgi_asgi *wsgi_asgi_new(wsgi_app *app, wsgi_error *err) {
-    wsgi_asgi *a = NULL;
+    wsgi_asgi *a = calloc(1, sizeof *a);
     wsgi_enter();
-    PyObject *mod = PyImport_ImportModule("_wsgi_host");
-    PyObject *obj = mod ? PyObject_CallMethod(mod, "load_asgi", "OK", wsgi_app_callable(app),
-                                              (unsigned long long)wsgi_app_id(app))
-                        : NULL;
-    Py_XDECREF(mod);
-    if (obj == NULL) {
-        wsgi_take_error(err);
-    } else if ((a = calloc(1, sizeof *a)) == NULL) {
-        Py_DECREF(obj);
+    if (a == NULL) {
         PyErr_NoMemory();
-        wsgi_take_error(err);
-    } else {
-        a->obj = obj;
-        a->app = wsgi_app_id(app);
-        a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        pthread_mutex_init(&a->mu, NULL);
-        PyObject *cap = PyCapsule_New(a, "wsgi_asgi", NULL);
-        PyObject *r = cap ? PyObject_CallMethod(obj, "attach", "Oi", cap, a->efd) : NULL;
-        Py_XDECREF(cap);
-        if (r == NULL || a->efd < 0) {
-            if (!PyErr_Occurred()) PyErr_SetFromErrno(PyExc_OSError);
-            wsgi_take_error(err);
-            Py_XDECREF(r);
-            if (a->efd >= 0) close(a->efd);
-            Py_CLEAR(a->obj);
-            pthread_mutex_destroy(&a->mu);
-            free(a);
-            a = NULL;
-        } else {
-            Py_DECREF(r);
-        }
+        goto fail;
     }
+    a->app = wsgi_app_id(app);
+    PyObject *mod = PyImport_ImportModule("_wsgi_host");
+    a->obj = mod ? PyObject_CallMethod(mod, "load_asgi", "OK", wsgi_app_callable(app),
+                                       (unsigned long long)a->app)
+                 : NULL;
+    Py_XDECREF(mod);
+    if (a->obj == NULL || lookup_loop_functions() < 0) goto fail;
+    if ((a->loop = PyObject_GetAttrString(a->obj, "loop")) == NULL ||
+        (a->start = PyObject_GetAttrString(a->obj, "start")) == NULL ||
+        (a->call = PyObject_GetAttrString(a->obj, "call")) == NULL ||
+        (a->run_once = PyObject_GetAttrString(a->obj, "run_once")) == NULL ||
+        (a->firstiter = PyObject_GetAttrString(a->loop, "_asyncgen_firstiter_hook")) == NULL ||
+        (a->finalizer = PyObject_GetAttrString(a->loop, "_asyncgen_finalizer_hook")) == NULL)
+        goto fail;
+    PyObject *fd = PyObject_CallMethod(a->loop, "selector_fd", NULL);
+    a->epfd = fd ? (int)PyLong_AsLong(fd) : -1;
+    Py_XDECREF(fd);
+    if (PyErr_Occurred()) goto fail;
     wsgi_leave();
     return a;
+fail:
+    wsgi_take_error(err);
+    if (a != NULL) {
+        asgi_clear(a);
+        free(a);
+    }
+    wsgi_leave();
+    return NULL;
 }
+
+int wsgi_asgi_epoll_fd(wsgi_asgi *a) { return a->epfd; }
 
 void wsgi_asgi_free(wsgi_asgi *a) {
     if (a == NULL) return;
     wsgi_enter();
-    Py_CLEAR(a->obj);
+    asgi_clear(a);
     PyGC_Collect();
     wsgi_leave();
-    free_posts(a->head);
-    close(a->efd);
-    pthread_mutex_destroy(&a->mu);
     free(a);
 }
 
-int wsgi_asgi_run(wsgi_asgi *a, wsgi_error *err) {
-    int rc = 0;
+int wsgi_asgi_step(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int64_t xlen, const char *y,
+                   int64_t ylen, double *next, wsgi_error *err) {
     wsgi_enter();
-    // The thread belongs to this app for the loop's whole life.
-    wsgi_tls_app = a->app;
-    PyObject *r = PyObject_CallMethod(a->obj, "run_loop", NULL);
-    wsgi_tls_app = 0;
-    if (r == NULL) {
+    entered s;
+    PyObject *r = NULL;
+    if (loop_enter(a, &s) == 0) {
+        PyObject *h = PyLong_FromUnsignedLongLong((unsigned long long)handle);
+        PyObject *xo = h ? decode_or_none(x, xlen) : NULL;
+        PyObject *yo = xo ? decode_or_none(y, ylen) : NULL;
+        if (yo != NULL) {
+            switch (kind) {
+            case WSGI_ASGI_START:
+                r = PyObject_CallFunctionObjArgs(a->start, h, xo, yo, NULL);
+                break;
+            case WSGI_ASGI_RUN_ONCE:
+                r = PyObject_CallNoArgs(a->run_once);
+                break;
+            default: {
+                PyObject *k = PyLong_FromLong(kind);
+                r = k ? PyObject_CallFunctionObjArgs(a->call, k, h, xo, NULL) : NULL;
+                Py_XDECREF(k);
+            }
+            }
+        }
+        Py_XDECREF(h);
+        Py_XDECREF(xo);
+        Py_XDECREF(yo);
+    }
+    loop_leave(&s);
+    int rc = 0;
+    if (r != NULL) *next = PyFloat_AsDouble(r);
+    if (r == NULL || PyErr_Occurred()) {
         wsgi_take_error(err);
         rc = -1;
     }
@@ -145,20 +196,14 @@ int wsgi_asgi_run(wsgi_asgi *a, wsgi_error *err) {
     return rc;
 }
 
-void wsgi_asgi_stop(wsgi_asgi *a) {
-    wsgi_enter();
-    PyObject *r = PyObject_CallMethod(a->obj, "stop_loop", NULL);
-    if (r == NULL) PyErr_Clear();
-    Py_XDECREF(r);
-    wsgi_leave();
-}
+// lifespan and shutdown block the calling thread: the ASGIApp hands the
+// work to the loop with call_soon_threadsafe and waits, the GIL released,
+// for the driver to run it. Never called with the loop's lock held.
 
 int wsgi_asgi_lifespan(wsgi_asgi *a, const char *event, double timeout, char **status, char **msg,
                        wsgi_error *err) {
     int rc = -1;
     wsgi_enter();
-    // Blocks this thread (not the loop) until the app answers; the wait
-    // releases the GIL.
     PyObject *r = PyObject_CallMethod(a->obj, "lifespan", "sd", event, timeout);
     if (r != NULL && PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2) {
         const char *s = PyUnicode_AsUTF8(PyTuple_GET_ITEM(r, 0));
@@ -173,6 +218,24 @@ int wsgi_asgi_lifespan(wsgi_asgi *a, const char *event, double timeout, char **s
     Py_XDECREF(r);
     wsgi_leave();
     return rc;
+}
+
+int wsgi_asgi_shutdown(wsgi_asgi *a, double timeout, wsgi_error *err) {
+    wsgi_enter();
+    PyObject *r = PyObject_CallMethod(a->obj, "shutdown", "d", timeout);
+    int rc = r ? 0 : -1;
+    if (r == NULL) wsgi_take_error(err);
+    Py_XDECREF(r);
+    wsgi_leave();
+    return rc;
+}
+
+void wsgi_asgi_close(wsgi_asgi *a) {
+    wsgi_enter();
+    PyObject *r = PyObject_CallMethod(a->loop, "close", NULL);
+    if (r == NULL) PyErr_Clear();
+    Py_XDECREF(r);
+    wsgi_leave();
 }
 
 // Decodes a value Go sent; None for an empty buffer.
@@ -206,7 +269,7 @@ int wsgi_asgi_relative_paths(wsgi_app *app) { return host_predicate(app, "asgi_r
 
 int wsgi_app_is_asgi(wsgi_app *app) { return host_predicate(app, "is_asgi"); }
 
-// --- called from Python, on the app's loop thread --------------------------
+// --- called from Python, by the app's tasks ---------------------------------
 
 static uintptr_t handle_arg(PyObject *o) {
     unsigned long long h = PyLong_AsUnsignedLongLong(o);
@@ -370,40 +433,7 @@ static PyObject *asgi_done(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-// _asgi_take(capsule) -> [(kind, handle, value, value), ...]: what Go
-// posted since the last call. Runs on the loop, which add_reader calls when
-// the eventfd is readable.
-static PyObject *asgi_take(PyObject *self, PyObject *cap) {
-    wsgi_asgi *a = PyCapsule_GetPointer(cap, "wsgi_asgi");
-    if (a == NULL) return NULL;
-    uint64_t n;
-    ssize_t r = read(a->efd, &n, sizeof n);
-    (void)r;
-    pthread_mutex_lock(&a->mu);
-    post *p = a->head;
-    a->head = a->tail = NULL;
-    a->pending = 0;
-    pthread_mutex_unlock(&a->mu);
-    PyObject *list = PyList_New(0);
-    for (post *q = p; list != NULL && q != NULL; q = q->next) {
-        PyObject *x = decode_or_none(q->a, q->alen);
-        PyObject *y = x ? decode_or_none(q->b, q->blen) : NULL;
-        PyObject *t = y ? Py_BuildValue("iKNN", q->kind, (unsigned long long)q->handle, x, y) : NULL;
-        if (t == NULL) {
-            Py_XDECREF(x);
-            Py_XDECREF(y);
-            Py_CLEAR(list);
-            break;
-        }
-        if (PyList_Append(list, t) < 0) Py_CLEAR(list);
-        Py_DECREF(t);
-    }
-    free_posts(p);
-    return list;
-}
-
 PyMethodDef wsgi_asgi_methods[] = {
-    {"_asgi_take", asgi_take, METH_O, "_asgi_take(mailbox): what Go posted to the loop."},
     {"_asgi_send", asgi_send, METH_VARARGS, "_asgi_send(handle, message): hand a message to Go."},
     {"_asgi_want", asgi_want, METH_O, "_asgi_want(handle): ask Go for the next message."},
     {"_asgi_done", asgi_done, METH_VARARGS, "_asgi_done(handle, exc): the app returned or raised."},

@@ -303,29 +303,86 @@ def load_app(name, directory, module, callable_name, site_packages, *python_path
 
 # --- ASGI ---------------------------------------------------------------
 #
-# One event loop per ASGI app, run by a Go-owned OS thread (run_loop). The
-# Go side starts a request with start(), which schedules the app on the
-# loop; receive() asks Go for messages (_asgi_want) and Go delivers them
-# with deliver(); send() hands each message to Go (_asgi_send), which
-# validates it and queues it for the client, returning 1 when its queue is
-# full so that send() waits for drained().
+# Each ASGI app has an asyncio event loop with no thread of its own (see
+# RATIONALE.md, "ASGI: a loop that request goroutines drive"). Whichever
+# goroutine holds the loop's lock (asgi.go) runs it: asgi.c enters the
+# loop on that OS thread (running loop, async-generator hooks, thread id),
+# calls one of start(), call() or run_once() here, and leaves. start() runs
+# the app's first step at once (an eager task), so an app that does not
+# suspend completes in the request's own goroutine. receive() asks Go for
+# messages (_asgi_want) and Go delivers them with call(); send() hands each
+# message to Go (_asgi_send), which validates and queues it, returning 1
+# when its queue is full so that send() waits for drained(). Timers, I/O
+# the app waits for (database sockets) and callbacks from other threads
+# (call_soon_threadsafe: executors, anyio's worker threads) are run by a
+# driver goroutine parked in Go's netpoller on the selector's epoll fd.
 
 import collections
 
-# asyncio (and uvloop, which loads ssl and libcrypto) is imported with the
-# first ASGI app: a process serving only WSGI apps is ~5 MiB smaller.
+# asyncio is imported with the first ASGI app: a process serving only WSGI
+# apps is smaller without it.
 asyncio = None
+_DrivenLoop = None
+_EAGER = sys.version_info >= (3, 12)
 
 
-def _new_event_loop():
-    global asyncio
-    import asyncio
+def _driven_loop():
+    """A new loop of the DrivenLoop class, defined on first use."""
+    global asyncio, _DrivenLoop
+    if _DrivenLoop is None:
+        import asyncio
+        import selectors
 
-    try:
-        import uvloop
-    except ImportError:  # optional: Debian's python3-uvloop
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+        class NoWaitSelector(selectors.EpollSelector):
+            """Never blocks: the waiting is done by Go, on this selector's
+            epoll fd, next to the earliest timer and the loop's kicks."""
+
+            def select(self, timeout=None):
+                return super().select(0)
+
+        class DrivenLoop(asyncio.SelectorEventLoop):
+            """A SelectorEventLoop stepped one iteration at a time by
+            whichever goroutine holds its lock; it never runs
+            run_forever()."""
+
+            def __init__(self):
+                super().__init__(selector=NoWaitSelector())
+                # is_running() is true for the loop's whole life (create_task,
+                # eager tasks and call_soon_threadsafe rely on it); asgi.c
+                # sets the id of the thread that runs it on every entry.
+                self._thread_id = 0
+
+            def settle(self):
+                """After Python work in the loop: one bounded iteration if
+                callbacks are ready or a timer is due, then what the driver
+                must know: -2.0 work is left, -1.0 no timer, else the seconds
+                until the earliest timer."""
+                ready, scheduled = self._ready, self._scheduled
+                if ready or (scheduled and scheduled[0]._when <= self.time()):
+                    self._run_once()
+                return self.pending()
+
+            def pending(self):
+                if self._ready:
+                    return -2.0
+                if self._scheduled:
+                    return max(0.0, self._scheduled[0]._when - self.time())
+                return -1.0
+
+            def run_once(self):
+                """The driver's iteration: timers due, I/O ready, callbacks."""
+                self._run_once()
+                return self.pending()
+
+            def selector_fd(self):
+                return self._selector.fileno()
+
+            def close(self):
+                self._thread_id = None  # not running any more
+                super().close()
+
+        _DrivenLoop = DrivenLoop
+    return _DrivenLoop()
 
 
 def is_asgi(app):
@@ -386,58 +443,49 @@ class ASGIApp:
     def __init__(self, app, app_id):
         self.app = app
         self.app_id = app_id
-        self.loop = _new_event_loop()
+        self.loop = _driven_loop()
         self.state = {}
         self.lifespan_in = None
         self.lifespan_out = None
         self.lifespan_task = None
         self.lifespan_supported = True
         self.requests = {}  # handle -> Request, while its task runs
-        self.mailbox = None
-        self.efd = -1
 
-    def attach(self, mailbox, efd):
-        """Where Go posts requests and messages (see asgi.c)."""
-        self.mailbox, self.efd = mailbox, efd
+    # Called by asgi.c with the loop entered on the calling thread.
 
-    def run_loop(self):
-        asyncio.set_event_loop(self.loop)
-        self.loop.add_reader(self.efd, self._take)
-        try:
-            self.loop.run_forever()
-        finally:
-            try:
-                tasks = asyncio.all_tasks(self.loop)
-                for task in tasks:
-                    task.cancel()
-                if tasks:
-                    self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            finally:
-                self.loop.close()
+    def start(self, handle, scope, first):
+        """Starts a connection's task and runs its first step now."""
+        scope["state"] = dict(self.state)
+        req = Request(handle, self.loop, first)
+        self.requests[handle] = req
+        coro = self._run(req, scope)
+        # A context per connection, as uvicorn's tasks have: context
+        # variables an app sets do not leak into the next request.
+        ctx = contextvars.Context()
+        if _EAGER:
+            req.task = asyncio.Task(coro, loop=self.loop, context=ctx, eager_start=True)
+        else:
+            # 3.10 and 3.11: schedule the task, then run exactly its first
+            # step (the handle just appended) now.
+            req.task = ctx.run(self.loop.create_task, coro)
+            self.loop._ready.pop()._run()
+        return self.loop.settle()
 
-    def stop_loop(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-
-    def _take(self):
-        """Runs what Go posted: new connections, messages for receive(),
-        drained queues, cancellations."""
-        for kind, handle, x, y in _asgi_take(self.mailbox):
-            if kind == 0:  # start
-                x["state"] = dict(self.state)
-                req = Request(handle, self.loop, y)
-                self.requests[handle] = req
-                req.task = self.loop.create_task(self._run(req, x))
-                continue
-            req = self.requests.get(handle)
-            if req is None:
-                continue  # the app has returned already
+    def call(self, kind, handle, message):
+        """Go's side of a connection: 1 deliver message to receive(), 2 wake
+        a send() waiting for Go's queue to drain, 3 cancel the task."""
+        req = self.requests.get(handle)
+        if req is not None:  # else the app has returned already
             if kind == 1:
-                req.deliver(x)
+                req.deliver(message)
             elif kind == 2:
                 req.drained()
             elif kind == 3 and req.task is not None:
                 req.task.cancel()
+        return self.loop.settle()
+
+    def run_once(self):
+        return self.loop.run_once()
 
     async def _run(self, req, scope):
         current_app.set(self.app_id)
@@ -451,16 +499,30 @@ class ASGIApp:
         finally:
             self.requests.pop(req.handle, None)
 
-    # Lifespan: Go calls lifespan("startup") and lifespan("shutdown"),
-    # blocking until the app answers.
+    # Called by asgi.c without the loop's lock: these block the calling
+    # thread (the GIL released) until the driver has run the work.
 
     def lifespan(self, event, timeout):
+        """Sends lifespan.<event>; returns ("complete", ""), ("failed",
+        message) or ("unsupported", traceback)."""
         fut = asyncio.run_coroutine_threadsafe(self._lifespan(event), self.loop)
         return fut.result(timeout)
 
+    def shutdown(self, timeout):
+        """Cancels the tasks still running and finalizes async generators."""
+        fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
+        fut.result(timeout)
+
+    async def _shutdown(self):
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks(self.loop) if t is not me]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.loop.shutdown_asyncgens()
+
     async def _lifespan(self, event):
-        """Returns ("complete", ""), ("failed", message) or
-        ("unsupported", traceback)."""
         if not self.lifespan_supported:
             return ("unsupported", "")
         if self.lifespan_task is None:

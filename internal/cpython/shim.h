@@ -104,23 +104,40 @@ int wsgi_app_is_asgi(wsgi_app *app);
 // Whether the app's ASGI scopes should carry path relative to root_path
 // (a Starlette app before 0.33) rather than the full path the spec asks for.
 int wsgi_asgi_relative_paths(wsgi_app *app);
-// Wraps a loaded app as ASGI: an event loop of its own (not yet running).
+// Wraps a loaded app as ASGI, with an event loop that Go drives (asgi.go):
+// no thread of its own; wsgi_asgi_step runs it on the calling thread.
 wsgi_asgi *wsgi_asgi_new(wsgi_app *app, wsgi_error *err);
 void wsgi_asgi_free(wsgi_asgi *a);
-// Runs the app's event loop until wsgi_asgi_stop; call it on a thread kept
-// for the loop.
-int wsgi_asgi_run(wsgi_asgi *a, wsgi_error *err);
-void wsgi_asgi_stop(wsgi_asgi *a);
+// The loop's selector: an epoll fd, readable when I/O the loop waits for
+// is ready (including callbacks posted by other threads).
+int wsgi_asgi_epoll_fd(wsgi_asgi *a);
+
+// What wsgi_asgi_step does, under the loop's lock: start a connection
+// (scope x, first message y), deliver message x to receive(), wake a send()
+// waiting for Go's queue, cancel the task, or run one loop iteration.
+enum {
+    WSGI_ASGI_START = 0,
+    WSGI_ASGI_DELIVER = 1,
+    WSGI_ASGI_DRAINED = 2,
+    WSGI_ASGI_CANCEL = 3,
+    WSGI_ASGI_RUN_ONCE = 4,
+};
+// Takes the GIL, enters the loop on this thread, does kind, runs one loop
+// iteration if callbacks became ready or a timer is due, and leaves. *next
+// says what is left: -2 ready callbacks, -1 nothing, else the seconds
+// until the earliest timer. Returns 0, or -1 with err set.
+int wsgi_asgi_step(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int64_t xlen,
+                   const char *y, int64_t ylen, double *next, wsgi_error *err);
 // Sends lifespan.<event> and waits (at most timeout seconds) for the answer:
-// status "complete", "failed" (msg says why) or "unsupported".
+// status "complete", "failed" (msg says why) or "unsupported". Blocks until
+// the driver has run it: never call it with the loop's lock held.
 int wsgi_asgi_lifespan(wsgi_asgi *a, const char *event, double timeout, char **status,
                        char **msg, wsgi_error *err);
-// Posts to the app's loop without taking the GIL (kinds: 0 start a
-// connection with scope x and first message y; 1 deliver message x to
-// receive(); 2 wake a send() waiting for Go's queue; 3 cancel the task).
-// Buffers are copied. Returns 0 or -1 (out of memory).
-int wsgi_asgi_post(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int64_t xlen,
-                   const char *y, int64_t ylen);
+// Cancels the tasks still running and finalizes async generators, waiting
+// at most timeout seconds (same rule as lifespan).
+int wsgi_asgi_shutdown(wsgi_asgi *a, double timeout, wsgi_error *err);
+// Closes the loop, once the driver has stopped.
+void wsgi_asgi_close(wsgi_asgi *a);
 
 // Finalizes Python (call on the thread that initialised it). 0 or -1.
 int wsgi_finalize(void);

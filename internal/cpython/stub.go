@@ -102,10 +102,10 @@ func (a *App) IsASGI() bool { return false }
 type ASGI struct{}
 
 // NewASGI fails without cgo.
-func NewASGI(app *App) (*ASGI, error) { return nil, errNoCgo }
+func NewASGI(app *App, onErr func(error)) (*ASGI, error) { return nil, errNoCgo }
 
 // Stop does nothing.
-func (a *ASGI) Stop() error { return nil }
+func (a *ASGI) Stop(timeout time.Duration) error { return nil }
 
 // Lifespan fails without cgo.
 func (a *ASGI) Lifespan(event string, timeout time.Duration) (status, msg string, err error) {
