@@ -19,7 +19,10 @@
 //
 // Building needs cgo and the Python headers (Debian: python3-dev and
 // pkg-config). The default build links the system Python; build tags
-// py310, py312, py313 and py314 link another version (see the README).
+// py310, py312, py313 and py314 link another version (see
+// docs/deployment.md in the repository). The repository's docs/ folder is
+// the manual: the wsgi command and its configuration file, worker
+// processes, limits, deployment and performance.
 //
 // # The app string
 //
@@ -57,8 +60,9 @@
 // CONTENT_TYPE, CONTENT_LENGTH, SERVER_NAME, SERVER_PORT, SERVER_PROTOCOL,
 // SERVER_SOFTWARE, REMOTE_ADDR, REMOTE_PORT, REQUEST_URI, HTTPS=on under
 // TLS, and an HTTP_* key per request header (repeated headers joined with
-// ", ", cookies with "; "); headers whose name holds "_", and the Proxy
-// header, are dropped. Then the wsgi.* keys: wsgi.input streams the body
+// ", ", cookies with "; "); headers whose name holds anything but
+// letters, digits and "-" (such as "_", which would read as "-"), and the
+// Proxy header, are dropped. Then the wsgi.* keys: wsgi.input streams the body
 // (read, readline, readlines and iteration return what io.BytesIO would),
 // wsgi.errors logs one record per line, wsgi.file_wrapper sends regular
 // files with sendfile, wsgi.early_hints(headers) sends a 103 Early Hints
@@ -100,11 +104,14 @@
 // which route on path as it is: they get path relative to root_path,
 // like PATH_INFO. Lifespan startup runs in New (a failure is New's
 // error) and shutdown in Close; scope["state"] is a copy of the lifespan
-// state. The http.response.trailers, http.response.pathsend and
-// websocket.http.response extensions are supported. WebSockets use
+// state. The http.response.trailers, http.response.pathsend,
+// http.response.early_hint (103 Early Hints) and websocket.http.response
+// extensions are supported. WebSockets use
 // github.com/coder/websocket; checking Origin is the app's job, and
 // messages are limited to Options.MaxBodyBytes (16 MiB if zero).
-// Options.Env and WithEnviron do not reach ASGI scopes.
+// permessage-deflate is negotiated as Options.WebSocketCompression says.
+// Options.Env, WithEnviron's keys and BasicAuth's REMOTE_USER and
+// AUTH_TYPE reach an ASGI app in scope["extensions"]["environ"].
 //
 // # The Go bridge
 //

@@ -23,7 +23,7 @@ import (
 //
 // The cost is a goroutine start and two switches per request, and under
 // load the connection's goroutine waits its turn for the CPU again before
-// net/http reads the next request (README, Performance). The alternatives
+// net/http reads the next request (docs/performance.md). The alternatives
 // cannot keep close() on the request's thread state: the state belongs to
 // the OS thread the goroutine is pinned to, and net/http ends the response
 // only when ServeHTTP's goroutine returns.

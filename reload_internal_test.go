@@ -60,7 +60,7 @@ func rssKiB(t *testing.T) int {
 }
 
 // TestHundredReloads: 100 reloads in a row work and do not grow memory
-// without bound. The figures are logged for the README.
+// without bound. The figures are logged for docs/reload.md.
 func TestHundredReloads(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.py"), []byte(heavyApp), 0o644))

@@ -84,7 +84,8 @@ func (s swatch) Thumbnail(c *draw.Canvas) {
 // chart writes req/s per workload per server as grouped bars, log scale.
 func chart(ss []*server, ws []*workload, res map[string]*result, path string) error {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("req/s by workload (median of %d; wrk -c%d, server on 1 core; log scale)", *flagReps, *flagConns)
+	p.Title.Text = fmt.Sprintf("req/s by workload (median of %d; wrk -c%d, servers on CPU %s, %d worker(s); log scale)",
+		*flagReps, *flagConns, *flagServerCPU, max(*flagWorkers, 1))
 	p.Title.TextStyle.Font.Size = 14
 	p.Y.Label.Text = "requests per second"
 	p.Y.Scale = plot.LogScale{}

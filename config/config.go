@@ -185,7 +185,8 @@ type App struct {
 	// the app. If nil, the app is open.
 	Auth *Auth `toml:"auth"`
 
-	// Threads is how many requests may be in the app at once. If zero, 8.
+	// Threads is how many requests may be in the app at once. If zero, 8,
+	// or 1024 for an ASGI app (wsgi.Options.Threads).
 	Threads int `toml:"threads"`
 
 	// Env holds extra environ keys for every request. If nil, none.

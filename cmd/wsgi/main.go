@@ -143,12 +143,12 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	}
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "`host:port` to listen on (port 0 picks a free port; the startup log shows it)")
 	fs.StringVar(&f.dir, "dir", ".", "app `directory`, put first on sys.path")
-	fs.StringVar(&f.app, "app", "", "the WSGI app as `module:callable` (callable defaults to application)")
+	fs.StringVar(&f.app, "app", "", "the app as `module:callable` (callable defaults to application)")
 	fs.StringVar(&f.module, "module", "", "module holding the app, instead of -app")
-	fs.StringVar(&f.callable, "callable", "", "name of the WSGI callable in -module (default application)")
+	fs.StringVar(&f.callable, "callable", "", "name of the app's callable in -module (default application)")
 	fs.StringVar(&f.prefix, "prefix", "", "URL `path` the app is mounted at; it becomes SCRIPT_NAME and other paths get 404")
 	fs.StringVar(&f.protocol, "protocol", "wsgi", "the app's interface: wsgi, asgi, or auto (an async callable means ASGI)")
-	fs.IntVar(&f.threads, "threads", 0, "requests that may run Python at once (0 means the library default, 8)")
+	fs.IntVar(&f.threads, "threads", 0, "requests in the app at once (0 means the library default: 8, or 1024 for an ASGI app)")
 	fs.DurationVar(&f.queueTimeout, "queue-timeout", 0, "how long a request waits for a thread before a 503 (0 means the library default, 30s)")
 	fs.Int64Var(&f.maxBody, "max-body", 0, "largest request body in `bytes` (0 means no limit)")
 	fs.StringVar(&f.wsCompression, "ws-compression", "", "WebSocket permessage-deflate: no-context-takeover (the default when empty), context-takeover or off")
@@ -164,7 +164,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.maxRequests, "max-requests", 0, "with -workers: replace a worker after this many requests (0 means never)")
 	fs.IntVar(&f.maxJitter, "max-requests-jitter", 0, "with -max-requests: add a random 0..`N` requests per worker, so that workers do not restart together")
 	fs.BoolVar(&f.pinWorkers, "pin-workers", true, "with -workers: pin each worker to one CPU of those the command may use, round robin "+
-		"(Python threads of one process on several CPUs fight over its GIL; see README)")
+		"(Python threads of one process on several CPUs fight over its GIL; see docs/workers.md)")
 	fs.IntVar(&f.maxRSS, "max-rss", 0, "with -workers: replace a worker whose resident memory is above this many `MiB` (0 means never)")
 	fs.BoolVar(&f.version, "version", false, "print the Python version and executable, then exit")
 	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr, -log-format, -workers and the recycling flags override its settings; "+
