@@ -37,7 +37,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -568,27 +567,15 @@ func splitList(s string) []string {
 }
 
 // tune sets the Go runtime for the apps served, where measurements say
-// so (pinned to one core, wrk -c16, paired runs):
-//
-//   - With an ASGI app on a single CPU (taskset, a 1-CPU container), a
-//     second P: the event loop's thread calls into Go for every message
-//     and must not wait for the only P, which the network goroutines hold.
-//     ASGI hello +25% req/s; WSGI apps lose with it (-17%).
-//   - With WSGI apps only, and GOGC unset, a GC percent of 50: the Go
-//     heap holds little more than request buffers (the apps' objects live
-//     in Python's heap), so the smaller heap goal costs no measurable
-//     req/s or p99 and saves ~2 MiB of peak RSS (hello: 26-28 -> 25-26
-//     MiB). An ASGI app keeps 100: more frequent GC stalls the loop's
-//     calls into Go (ASGI hello p99 2.4-2.8 -> 4.6-6.7 ms).
+// so (pinned to one core, wrk -c16, paired runs): with GOGC unset, a GC
+// percent of 50. The Go heap holds little more than request buffers (the
+// apps' objects live in Python's heap), so the smaller heap goal costs no
+// measurable req/s or p99 and saves ~2 MiB of peak RSS (hello: 26-28 ->
+// 25-26 MiB). ASGI apps once needed a second P and GC percent 100 for
+// their loop thread's calls into Go; the loop has no thread now, and on
+// one CPU a second P only spins (ASGI hello ... ).
 func tune(hs ...*wsgi.Handler) {
-	for _, h := range hs {
-		if h.Protocol() == "asgi" {
-			if runtime.GOMAXPROCS(0) < 2 {
-				runtime.GOMAXPROCS(2)
-			}
-			return
-		}
-	}
+	_ = hs
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}

@@ -45,14 +45,43 @@ static int lookup_loop_functions(void) {
     return s_thread_id ? 0 : -1;
 }
 
-// What loop_enter replaced on this thread.
+// Entering is lazy: a thread leaves the loop's running-loop and hooks
+// set, and sets them again only when it enters another loop or runs other
+// Python work (wsgi_enter calls wsgi_loop_forget). On 3.10 and 3.11 each
+// _set_running_loop costs a getpid() system call (its fork check), ~1.4 us
+// here, twice per request if done eagerly. Nested entries (a gohost call
+// that serves another ASGI app in process) save and restore instead.
+__thread PyObject *wsgi_tls_loop;  // borrowed: the thread's running-loop holder keeps it alive
+static __thread int tls_depth;     // loop entries on this thread's stack
+
 typedef struct {
-    PyObject *loop, *hooks;
+    int nested;
+    PyObject *loop, *hooks;  // what a nested entry replaced
     uint64_t app;
     uintptr_t handle;
 } entered;
 
+static int set_loop_state(PyObject *loop, PyObject *firstiter, PyObject *finalizer) {
+    PyObject *r = PyObject_CallOneArg(set_running_loop, loop);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    r = PyObject_CallFunctionObjArgs(set_hooks, firstiter, finalizer, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+void wsgi_loop_forget(void) {
+    if (wsgi_tls_loop == NULL || tls_depth > 0) return;
+    wsgi_tls_loop = NULL;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (set_loop_state(Py_None, Py_None, Py_None) < 0) PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
 static int loop_enter(wsgi_asgi *a, entered *s) {
+    s->nested = tls_depth++ > 0;
     s->app = wsgi_tls_app;
     s->handle = wsgi_tls_handle;
     wsgi_tls_app = a->app;  // log records and gohost calls of the loop's callbacks
@@ -63,35 +92,37 @@ static int loop_enter(wsgi_asgi *a, entered *s) {
     int rc = PyObject_SetAttr(a->loop, s_thread_id, tid);
     Py_DECREF(tid);
     if (rc < 0) return -1;
-    if ((s->loop = PyObject_CallNoArgs(get_running_loop)) == NULL) return -1;
-    if ((s->hooks = PyObject_CallNoArgs(get_hooks)) == NULL) return -1;
-    PyObject *r = PyObject_CallOneArg(set_running_loop, a->loop);
-    if (r == NULL) return -1;
-    Py_DECREF(r);
-    r = PyObject_CallFunctionObjArgs(set_hooks, a->firstiter, a->finalizer, NULL);
-    if (r == NULL) return -1;
-    Py_DECREF(r);
+    if (!s->nested) {
+        if (wsgi_tls_loop == a->loop) return 0;  // left set by this loop's last entry here
+        wsgi_tls_loop = NULL;
+    } else {
+        if ((s->loop = PyObject_CallNoArgs(get_running_loop)) == NULL) return -1;
+        if ((s->hooks = PyObject_CallNoArgs(get_hooks)) == NULL) return -1;
+    }
+    if (set_loop_state(a->loop, a->firstiter, a->finalizer) < 0) return -1;
+    if (!s->nested) wsgi_tls_loop = a->loop;
     return 0;
 }
 
-// Restores what loop_enter replaced; an exception already set is kept.
+// Ends an entry; an exception already set is kept.
 static void loop_leave(entered *s) {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (s->hooks != NULL) {
-        PyObject *args = PySequence_Tuple(s->hooks);
-        PyObject *r = args ? PyObject_Call(set_hooks, args, NULL) : NULL;
-        Py_XDECREF(r);
-        Py_XDECREF(args);
+    tls_depth--;
+    if (s->nested) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (s->hooks != NULL && s->loop != NULL) {
+            PyObject *args = PySequence_Tuple(s->hooks);
+            PyObject *r = args ? PyObject_Call(set_hooks, args, NULL) : NULL;
+            Py_XDECREF(r);
+            Py_XDECREF(args);
+            r = PyObject_CallOneArg(set_running_loop, s->loop);
+            Py_XDECREF(r);
+        }
         Py_CLEAR(s->hooks);
-    }
-    if (s->loop != NULL) {
-        PyObject *r = PyObject_CallOneArg(set_running_loop, s->loop);
-        Py_XDECREF(r);
         Py_CLEAR(s->loop);
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
     }
-    PyErr_Clear();
-    PyErr_Restore(type, value, tb);
     wsgi_tls_app = s->app;
     wsgi_tls_handle = s->handle;
 }
@@ -158,7 +189,7 @@ void wsgi_asgi_free(wsgi_asgi *a) {
 
 int wsgi_asgi_step(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int64_t xlen, const char *y,
                    int64_t ylen, double *next, wsgi_error *err) {
-    wsgi_enter();
+    wsgi_enter_loop();
     entered s;
     PyObject *r = NULL;
     if (loop_enter(a, &s) == 0) {

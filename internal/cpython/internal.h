@@ -32,6 +32,13 @@ PyObject *wsgi_decode_value(const char **p, const char *end, int depth);
 // shim.c helpers for the other C files.
 void wsgi_enter(void);
 void wsgi_leave(void);
+// wsgi_enter for an ASGI loop's step: keeps the loop state the thread was
+// left with (asgi.c).
+void wsgi_enter_loop(void);
+// The ASGI loop this thread was left entered on, or NULL; wsgi_loop_forget
+// leaves it (asgi.c).
+extern __thread PyObject *wsgi_tls_loop;
+void wsgi_loop_forget(void);
 void wsgi_take_error(wsgi_error *e);
 PyObject *wsgi_app_callable(wsgi_app *app);  // borrowed
 uint64_t wsgi_app_id(wsgi_app *app);

@@ -33,7 +33,7 @@
 
 static __thread PyThreadState *tls_ts;
 
-static void enter(void) {
+static void take_gil(void) {
     if (tls_ts == NULL) {
         PyGILState_Ensure();  // never released: the state lives with the thread
         tls_ts = PyThreadState_Get();
@@ -42,9 +42,18 @@ static void enter(void) {
     }
 }
 
+// Python work on a thread that an ASGI loop was left entered on starts by
+// leaving it (see asgi.c): asyncio.run() and async_to_sync must not find
+// a running loop.
+static void enter(void) {
+    take_gil();
+    if (wsgi_tls_loop != NULL) wsgi_loop_forget();
+}
+
 static void leave(void) { PyEval_SaveThread(); }
 
 void wsgi_enter(void) { enter(); }
+void wsgi_enter_loop(void) { take_gil(); }
 void wsgi_leave(void) { leave(); }
 
 // enter_req and leave_req bracket Python work for a request, telling the
