@@ -7,7 +7,7 @@
 // is snake_case; a key the package does not know is an error, as is a value
 // of the wrong type. Durations are strings as time.ParseDuration reads
 // them ("30s", "1m"). Relative paths (dir, log_file, python_path,
-// virtualenv, auth.htpasswd) are relative to the directory that holds the
+// virtualenv, auth.htpasswd, tls_cert, tls_key, acme_cache) are relative to the directory that holds the
 // file.
 //
 //	addr = "127.0.0.1:8080"   # host:port to listen on (the wsgi command's -addr wins)
@@ -17,6 +17,15 @@
 //	max_requests = 10000      # a worker is replaced after this many requests; 0 (default): never
 //	max_requests_jitter = 500 # plus a random 0..N, so that workers do not restart together
 //	max_rss = 512             # a worker is replaced above this resident size in MiB; 0 (default): never
+//	tls_cert = "cert.pem"     # serve HTTPS (HTTP/2 by ALPN) with this chain...
+//	tls_key = "key.pem"       # ...and key, reloaded when they change; default: no TLS
+//	h2c = false               # cleartext HTTP/2 (prior knowledge) behind a proxy; default false
+//	http3 = true              # HTTP/3 over UDP on the same port, with Alt-Svc; needs TLS; default false
+//	acme_domains = ["example.com"] # automatic certificates for these domains; default none
+//	acme_email = "ops@example.com" # ACME account contact; default none
+//	acme_dir = "https://acme-v02.api.letsencrypt.org/directory" # the default
+//	acme_cache = "acme"       # account key and certificates; default wsgi/acme in the user's cache dir
+//	acme_http_addr = ":80"    # HTTP-01 challenges, other requests redirected to https; default none
 //
 //	[[app]]
 //	name = "blog"             # required, unique; tags the app's log records
@@ -131,6 +140,48 @@ type Config struct {
 	// is above this many MiB (checked every second), as MaxRequests does.
 	// Only with Workers above 1. If zero, never.
 	MaxRSS int `toml:"max_rss"`
+
+	// TLS, HTTP/2, HTTP/3 and automatic certificates: settings of the
+	// wsgi command only (a Server does not listen); each is the flag of
+	// the same name without its dash, and the flag wins.
+
+	// TLSCert and TLSKey are PEM files of the certificate chain and its
+	// private key: the command serves HTTPS (HTTP/2 by ALPN) and reloads
+	// them when they change on disk. If empty, no TLS (unless
+	// ACMEDomains).
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+
+	// H2C serves cleartext HTTP/2 (prior knowledge) next to HTTP/1.1,
+	// for a proxy in front. If false, cleartext is HTTP/1.1 only.
+	H2C bool `toml:"h2c"`
+
+	// HTTP3 also serves HTTP/3 over QUIC on the same port (UDP), and
+	// advertises it with Alt-Svc. Needs TLS. If false, no HTTP/3.
+	HTTP3 bool `toml:"http3"`
+
+	// ACMEDomains are the domains to get certificates for from an ACME
+	// certificate authority (TLS-ALPN-01, and HTTP-01 with ACMEHTTPAddr).
+	// If empty, no automatic certificates.
+	ACMEDomains []string `toml:"acme_domains"`
+
+	// ACMEEmail is the contact address of the ACME account. If empty,
+	// none.
+	ACMEEmail string `toml:"acme_email"`
+
+	// ACMEDir is the ACME directory URL. If empty, Let's Encrypt's
+	// production directory.
+	ACMEDir string `toml:"acme_dir"`
+
+	// ACMECache is the directory that keeps the account key and the
+	// certificates across restarts. If empty, wsgi/acme under the user's
+	// cache directory ($XDG_CACHE_HOME or ~/.cache).
+	ACMECache string `toml:"acme_cache"`
+
+	// ACMEHTTPAddr is a host:port for HTTP-01 challenges (port 80 for a
+	// real CA), which redirects every other request to https. If empty,
+	// only TLS-ALPN-01.
+	ACMEHTTPAddr string `toml:"acme_http_addr"`
 
 	// NoReload turns off every app's reloading (Debug keeps its
 	// tracebacks), for a process that is restarted instead when the code
@@ -392,6 +443,11 @@ func (c *Config) normalise(base string) {
 	if c.LogFormat == "" {
 		c.LogFormat = "text"
 	}
+	for _, p := range []*string{&c.TLSCert, &c.TLSKey, &c.ACMECache} {
+		if *p != "" {
+			*p = resolvePath(base, *p)
+		}
+	}
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		a.Prefix, _ = cleanPrefix(a.Prefix)
@@ -448,6 +504,15 @@ var keyTypes = map[string]string{
 	"max_requests":            "an integer",
 	"max_requests_jitter":     "an integer",
 	"max_rss":                 "an integer (MiB)",
+	"tls_cert":                "a string",
+	"tls_key":                 "a string",
+	"h2c":                     "a boolean",
+	"http3":                   "a boolean",
+	"acme_domains":            "an array of strings",
+	"acme_email":              "a string",
+	"acme_dir":                "a string",
+	"acme_cache":              "a string",
+	"acme_http_addr":          "a string",
 	"app":                     "an array of tables ([[app]])",
 	"name":                    "a string",
 	"prefix":                  "a string",

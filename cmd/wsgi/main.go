@@ -107,6 +107,8 @@ type flags struct {
 	maxRSS          int
 	pinWorkers      bool
 	set             map[string]bool // the flags given on the command line
+
+	tls tlsOptions // TLS, HTTP/2, HTTP/3 and ACME (tls.go)
 }
 
 // appFlags describe one app on the command line; -config may not be
@@ -168,6 +170,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.version, "version", false, "print the Python version and executable, then exit")
 	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr, -log-format, -workers and the recycling flags override its settings; "+
 		"the flags that describe one app (-dir, -threads, -max-body, the timeouts, -trusted-proxies, ...) are refused: set the app's keys in the file")
+	f.tls.register(fs) // tls.go
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err // the flag package has printed the problem and usage
@@ -216,6 +219,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, usageErr("-max-requests-jitter must not be negative")
 	case f.maxRSS < 0:
 		return nil, usageErr("-max-rss must not be negative")
+	}
+	if f.config == "" { // with -config, once the file's keys are in (runConfig)
+		if err := f.tls.check(); err != nil {
+			return nil, usageErr("%s", err)
+		}
 	}
 	return &f, nil
 }
@@ -273,6 +281,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	} else {
 		warnWorkerFlags(logger, f)
 	}
+	sec, err := newSecure(&f.tls, logger, wk != nil) // tls.go
+	if err != nil {
+		logger.Error("wsgi: cannot serve tls", "err", err)
+		return exitFail
+	}
 	h, err := wsgi.New(wsgi.Options{
 		Dir:                  f.dir,
 		App:                  f.app,
@@ -297,7 +310,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	tune(h)
 	// The handler answers 404 outside -prefix itself.
-	return serve(ctx, logger, wk.withLimits(f), f.addr, f.shutdownTimeout, h, h.Close, attrs...)
+	return serve(ctx, logger, wk.withLimits(f), sec, f.addr, f.shutdownTimeout, h, h.Close, attrs...)
 }
 
 // warnWorkerFlags warns about recycling settings that only workers use.
@@ -338,6 +351,12 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 	}
 	f.addr, f.logFormat = addr, format
 	logger := newLogger(stderr, format, f.logLevel)
+	// TLS, HTTP/2, HTTP/3 and ACME keys (tls.go); their flags win.
+	f.tls.fromConfig(cfg, f.set)
+	if err := f.tls.check(); err != nil {
+		logger.Error("wsgi: bad tls settings", "file", f.config, "err", err.Error())
+		return exitFail
+	}
 	attrs := []any{
 		"config", absDir(f.config),
 		"apps", len(cfg.Apps),
@@ -358,6 +377,11 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 		warnWorkerFlags(logger, f)
 	}
 	cfg.NoReload = wk != nil // its master restarts it instead
+	sec, err := newSecure(&f.tls, logger, wk != nil) // tls.go
+	if err != nil {
+		logger.Error("wsgi: cannot serve tls", "err", err)
+		return exitFail
+	}
 	srv, err := config.NewServer(cfg, logger, nil)
 	if err != nil {
 		logLoadError(logger, stderr, format == "json", err)
@@ -369,7 +393,7 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 		logMounted(logger, cfg) // once the apps have imported
 	}
 	tune(srv.Handlers()...)
-	return serve(ctx, logger, wk.withLimits(f), addr, f.shutdownTimeout, srv, srv.Close, attrs...)
+	return serve(ctx, logger, wk.withLimits(f), sec, addr, f.shutdownTimeout, srv, srv.Close, attrs...)
 }
 
 // logMounted logs where each app of cfg is mounted.
@@ -406,8 +430,9 @@ func newLogger(stderr io.Writer, format string, level slog.Level) *slog.Logger {
 // gracefully and closes the apps with closeApps. attrs describe the apps
 // in the startup record. In a worker process (wk not nil) it serves the
 // master's listening sockets instead, and tells the master once it
-// serves. It returns the process exit code.
-func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, addr string, grace time.Duration,
+// serves. sec adds TLS, HTTP/2 and HTTP/3 (tls.go), if not nil. It
+// returns the process exit code.
+func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, sec *secure, addr string, grace time.Duration,
 	h http.Handler, closeApps func() error, attrs ...any) int {
 	var lns []net.Listener
 	if wk != nil {
@@ -435,11 +460,18 @@ func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, addr string
 		// No WriteTimeout: WSGI responses may stream for as long as the app likes.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	secAttrs, err := sec.setup(srv, lns)
+	if err != nil {
+		logger.Error("wsgi: cannot serve", "err", err)
+		_ = closeApps()
+		return exitFail
+	}
 	attrs = append([]any{"addr", lns[0].Addr().String()}, attrs...)
+	attrs = append(attrs, secAttrs...)
 	attrs = append(attrs, "python", pythonRelease())
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
-		go func() { errc <- srv.Serve(ln) }()
+		go func() { errc <- sec.serve(srv, ln) }()
 	}
 	if wk != nil {
 		// The master logs "wsgi: serving" once every worker is ready.
@@ -462,7 +494,7 @@ func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, addr string
 	logger.Info("wsgi: shutting down; finishing requests in flight", "grace", grace)
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := sec.shutdown(sctx, srv); err != nil {
 		// Python code cannot be interrupted, so do not wait for
 		// closeApps: the requests still running die with the process.
 		logger.Error("wsgi: grace period over; dropping requests in flight", "err", err)

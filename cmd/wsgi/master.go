@@ -105,6 +105,15 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		return exitFail
 	}
 	addr := ln.Addr().String()
+	// TLS and ACME (acme.go): the key pair is checked once, here; the
+	// master is the only ACME client of its workers.
+	stopTLS, err := masterTLS(ctx, logger, &f.tls, ln.Addr())
+	if err != nil {
+		_ = ln.Close()
+		logger.Error("wsgi: cannot serve tls", "err", err)
+		return exitFail
+	}
+	defer stopTLS()
 	file, err := listenerFile(ln.(*net.TCPListener))
 	_ = ln.Close() // the duplicate in file keeps the socket open
 	if err != nil {
