@@ -377,6 +377,7 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 		warnWorkerFlags(logger, f)
 	}
 	cfg.NoReload = wk != nil // its master restarts it instead
+
 	sec, err := newSecure(&f.tls, logger, wk != nil) // tls.go
 	if err != nil {
 		logger.Error("wsgi: cannot serve tls", "err", err)
