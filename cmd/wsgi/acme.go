@@ -153,8 +153,17 @@ func serveHTTP01(m *autocert.Manager, addr string, tlsAddr net.Addr, logger *slo
 		return nil, nil, fmt.Errorf("wsgi: acme http-01 listener: %w", err)
 	}
 	_, port, _ := net.SplitHostPort(tlsAddr.String())
+	challenges := m.HTTPHandler(redirectHTTPS(port))
 	srv := &http.Server{
-		Handler:           m.HTTPHandler(redirectHTTPS(port)),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// autocert checks Host against the domains as it is; a client
+			// may name the port ("example.com:80", and a CA testing on
+			// another port does).
+			if h, _, err := net.SplitHostPort(r.Host); err == nil {
+				r.Host = h
+			}
+			challenges.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
