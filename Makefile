@@ -20,12 +20,13 @@ OTHER_PYTHONS ?= 3.10 3.12 3.13
 FUZZTIME ?= 200000x
 
 # prometheus: promtool, which checks the metrics exposition (metrics/; skipped without it).
+# curl: the TLS and HTTP/2 tests of cmd/wsgi (HTTP/1.1, HTTP/2, h2c).
 DEBS := python3-dev pkg-config gcc python3-flask python3-django python3-falcon \
 	python3-bottle python3-pyramid python3-uvloop python3-starlette python3-fastapi python3-quart \
-	python3-websockets prometheus
+	python3-websockets prometheus curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-cores bench-install build clean soak
+.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-cores bench-h2 bench-install build clean soak
 
 # The demo of examples/: a Flask app at /flask/ and a Django app at
 # /django/ (see examples/README.md).
@@ -116,6 +117,22 @@ bench-cores: deps bench-install build
 	$(GO) build -o bin/bench ./bench
 	./bin/bench -wsgi bin/wsgi -workers 2 -server-cpu 0,1 -client-cpu 0,1 -workloads hello,flask,django,starlette \
 		-out bench/results-2cores.md -png bench/results-2cores.png $(BENCHFLAGS)
+
+# Issue 15's targets (bench/protocols): HTTP/2 over TLS hello with h2load,
+# cmd/wsgi -tls-cert against Go net/http over TLS (>= 0.8x), and WebSocket
+# echo of 1 KiB text messages with permessage-deflate against
+# -ws-compression off (>= 0.7x); servers on CPU 0, clients on CPU 1;
+# writes bench/results-protocols.md. BENCHFLAGS as for bench.
+H2_DEBS := nghttp2-client util-linux
+
+bench-h2: deps build
+	@missing=$$(for p in $(H2_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	$(GO) build -o bin/bench-protocols ./bench/protocols
+	./bin/bench-protocols -wsgi bin/wsgi $(BENCHFLAGS)
 
 # The peers' Debian packages, installed only when one is missing; a peer
 # that still cannot run is reported n/a by the benchmark.
