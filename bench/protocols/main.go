@@ -6,13 +6,14 @@
 //     h2load (Debian's nghttp2-client): cmd/wsgi -tls-cert against a Go
 //     net/http server doing the same work over TLS with the same
 //     certificate. Target: at least 0.8x.
+//
 //   - ws: WebSocket echo of 1 KiB text messages (JSON-like, compressible)
 //     by an ASGI app, each client sending one and waiting for its echo:
 //     cmd/wsgi with permessage-deflate negotiated (the default,
 //     no-context-takeover) against -ws-compression off. Target: at least
 //     0.7x.
 //
-//	go build -o bin/bench-protocols ./bench/protocols && bin/bench-protocols [-d 5s] [-reps 3] [-workloads h2,ws]
+//     go build -o bin/bench-protocols ./bench/protocols && bin/bench-protocols [-d 5s] [-reps 3] [-workloads h2,ws]
 //
 // Each server is started afresh for each measurement, pinned to CPU 0
 // (taskset -c 0) on a free port of 127.0.0.1; h2load and the WebSocket
