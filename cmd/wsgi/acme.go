@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,13 +148,13 @@ func cachedACMECertificates(o *tlsOptions, logger *slog.Logger) func(*tls.Client
 
 // serveHTTP01 listens on addr for HTTP-01 challenges; every other request
 // is redirected to https on tlsAddr's port.
-func serveHTTP01(m *autocert.Manager, addr string, tlsAddr net.Addr, logger *slog.Logger) (*http.Server, func(), error) {
-	ln, err := net.Listen("tcp", addr)
+func serveHTTP01(m *autocert.Manager, o *tlsOptions, tlsAddr net.Addr, logger *slog.Logger) (*http.Server, func(), error) {
+	ln, err := net.Listen("tcp", o.acmeHTTPAddr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("wsgi: acme http-01 listener: %w", err)
 	}
 	_, port, _ := net.SplitHostPort(tlsAddr.String())
-	challenges := m.HTTPHandler(redirectHTTPS(port))
+	challenges := m.HTTPHandler(redirectHTTPS(port, acmeDomainNames(o)))
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// autocert checks Host against the domains as it is; a client
@@ -181,7 +182,7 @@ func serveHTTP01(m *autocert.Manager, addr string, tlsAddr net.Addr, logger *slo
 
 // startHTTP01 starts the HTTP-01 listener of this process.
 func (s *secure) startHTTP01(m *autocert.Manager, tlsAddr net.Addr) error {
-	srv, wait, err := serveHTTP01(m, s.opts.acmeHTTPAddr, tlsAddr, s.logger)
+	srv, wait, err := serveHTTP01(m, s.opts, tlsAddr, s.logger)
 	if err != nil {
 		return err
 	}
@@ -190,22 +191,18 @@ func (s *secure) startHTTP01(m *autocert.Manager, tlsAddr net.Addr) error {
 	return nil
 }
 
-// redirectHTTPS redirects to the same host and path over https, on port
-// tlsPort: 301 for GET and HEAD, 308 (the method kept) for the others.
-func redirectHTTPS(tlsPort string) http.Handler {
+// redirectHTTPS redirects a request for one of domains to the same host
+// and path over https, on port tlsPort: 301 for GET and HEAD, 308 (the
+// method kept) for the others. Other hosts get 404.
+func redirectHTTPS(tlsPort string, domains []string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		if host == "" {
-			http.Error(w, "no host", http.StatusBadRequest)
+		host := strings.ToLower(strings.TrimSuffix(r.Host, ".")) // the port is gone already
+		if !slices.Contains(domains, host) {
+			http.NotFound(w, r)
 			return
 		}
 		if tlsPort != "443" {
 			host = net.JoinHostPort(host, tlsPort)
-		} else if strings.Contains(host, ":") {
-			host = "[" + host + "]"
 		}
 		code := http.StatusPermanentRedirect
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
@@ -233,7 +230,7 @@ func masterTLS(ctx context.Context, logger *slog.Logger, o *tlsOptions, tlsAddr 
 	var srv *http.Server
 	var wait func()
 	if o.acmeHTTPAddr != "" {
-		if srv, wait, err = serveHTTP01(m, o.acmeHTTPAddr, tlsAddr, logger); err != nil {
+		if srv, wait, err = serveHTTP01(m, o, tlsAddr, logger); err != nil {
 			cancel()
 			return nil, err
 		}

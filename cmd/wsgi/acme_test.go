@@ -162,6 +162,9 @@ func TestACME(t *testing.T) {
 				out := curl(t, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", "Host: "+domain,
 					fmt.Sprintf("http://127.0.0.1:%d/x?y=1", httpPort))
 				assert.Equal(t, fmt.Sprintf("301 https://%s:%d/x?y=1", domain, port), out)
+				out = curl(t, "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: other.test",
+					fmt.Sprintf("http://127.0.0.1:%d/x", httpPort))
+				assert.Equal(t, "404", out, "a redirect for a host that is not ours")
 			}
 			assert.Equal(t, 0, p.stop(t), p.stderr())
 			orders := peb.orders.Load()

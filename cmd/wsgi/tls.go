@@ -249,9 +249,10 @@ type keyPairFile struct {
 	certFile, keyFile string
 	logger            *slog.Logger
 
-	mu    sync.Mutex
-	cert  *tls.Certificate // nil until a pair loaded
-	stamp [2]fileStamp     // of the files when last read, whatever came of it
+	mu      sync.Mutex
+	cert    *tls.Certificate // nil until a pair loaded
+	stamp   [2]fileStamp     // of the files when last read, whatever came of it
+	expired bool             // the expiry of cert was logged
 }
 
 // fileStamp tells whether a file changed: a rename over it changes the
@@ -303,7 +304,7 @@ func (k *keyPairFile) reload() error {
 		if err == nil {
 			first := k.cert == nil
 			k.cert = &cert
-			logCertificate(k.logger, first, k.certFile, &cert)
+			k.expired = logCertificate(k.logger, first, k.certFile, &cert)
 			return nil
 		}
 	}
@@ -341,15 +342,20 @@ func (k *keyPairFile) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, er
 	if err := k.reload(); err != nil && k.cert == nil {
 		return nil, err
 	}
+	if !k.expired && k.cert.Leaf != nil && time.Now().After(k.cert.Leaf.NotAfter) {
+		k.expired = true // once; a new pair is logged when it loads
+		k.logger.Warn("wsgi: tls: the certificate has expired; clients will refuse it", "cert", k.certFile,
+			"serial", k.cert.Leaf.SerialNumber.Text(16), "not_after", k.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
 	return k.cert, nil
 }
 
 // logCertificate logs a loaded certificate, with a warning when it is
-// not valid now.
-func logCertificate(logger *slog.Logger, first bool, file string, cert *tls.Certificate) {
+// not valid now. It reports whether it has expired.
+func logCertificate(logger *slog.Logger, first bool, file string, cert *tls.Certificate) (expired bool) {
 	leaf := cert.Leaf // set by X509KeyPair
 	if leaf == nil {
-		return
+		return false
 	}
 	attrs := []any{"cert", file, "subject", leaf.Subject.String(), "dns_names", leaf.DNSNames,
 		"serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339)}
@@ -361,7 +367,9 @@ func logCertificate(logger *slog.Logger, first bool, file string, cert *tls.Cert
 	switch now := time.Now(); {
 	case now.After(leaf.NotAfter):
 		logger.Warn("wsgi: tls: the certificate has expired; clients will refuse it", attrs...)
+		return true
 	case now.Before(leaf.NotBefore):
 		logger.Warn("wsgi: tls: the certificate is not valid yet", append(attrs, "not_before", leaf.NotBefore.UTC().Format(time.RFC3339))...)
 	}
+	return false
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -190,7 +191,7 @@ func TestTLSReload(t *testing.T) {
 	serial, err = serverSerial(t, addr, ca.pool)
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), serial, "a mismatched pair is refused")
-	assert.Contains(t, p.stderr(), "wsgi: tls: new certificate or key refused; serving the previous pair")
+	waitLog(t, p, "wsgi: tls: new certificate or key refused; serving the previous pair", 5*time.Second)
 	assert.Contains(t, p.stderr(), "private key does not match public key")
 
 	resp, err = client.Get("https://" + addr + "/")
@@ -283,4 +284,25 @@ module = "protocols"
 	code, _, stderr := runBinary(t, "-config", cfg)
 	assert.Equal(t, exitFail, code)
 	assert.Contains(t, stderr, "-tls-cert and -tls-key go together")
+}
+
+// A certificate that expires while the server runs is logged once, at
+// the first handshake after.
+func TestKeyPairFileExpiresWhileServing(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	certFile, keyFile := ca.issue(t, t.TempDir(), 9, time.Now().Add(-time.Hour), time.Now().Add(time.Second))
+	var log syncBuffer
+	k, err := loadKeyPairFile(certFile, keyFile, slog.New(slog.NewTextHandler(&log, nil)))
+	require.NoError(t, err)
+	_, err = k.GetCertificate(nil)
+	require.NoError(t, err)
+	assert.NotContains(t, log.String(), "expired")
+	time.Sleep(time.Until(k.cert.Leaf.NotAfter) + 10*time.Millisecond)
+	for range 3 {
+		cert, err := k.GetCertificate(nil)
+		require.NoError(t, err)
+		assert.Equal(t, int64(9), cert.Leaf.SerialNumber.Int64(), "still served: the client decides")
+	}
+	assert.Equal(t, 1, strings.Count(log.String(), "wsgi: tls: the certificate has expired"), log.String())
 }
