@@ -18,6 +18,11 @@
 // SIGTERM or SIGINT stops it gracefully: it stops accepting connections,
 // lets requests in flight finish (up to -shutdown-timeout) and exits 0.
 //
+// -tls-cert and -tls-key serve HTTPS (HTTP/2 by ALPN) with a pair reloaded
+// when its files change, -acme-domain gets the certificate from an ACME
+// CA instead, -h2c serves cleartext HTTP/2 and -http3 HTTP/3 over UDP
+// (see tls.go, acme.go and http3.go, and docs/deployment.md).
+//
 // -workers N (or the config file's workers key) above 1 makes it a master
 // that imports no Python: it binds the listening socket once and runs N
 // worker processes (this binary again) that share it, replaces a worker

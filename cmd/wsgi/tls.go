@@ -61,7 +61,7 @@ func (o *tlsOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.acmeEmail, "acme-email", "", "contact `address` of the ACME account (default none)")
 	fs.StringVar(&o.acmeDir, "acme-dir", "", "ACME directory `URL` (default Let's Encrypt's production, "+acme.LetsEncryptURL+")")
 	fs.StringVar(&o.acmeCache, "acme-cache", "", "`directory` keeping the ACME account key and certificates across restarts (default wsgi/acme in the user's cache directory)")
-	fs.StringVar(&o.acmeHTTPAddr, "acme-http-addr", "", "`host:port` answering ACME HTTP-01 challenges (port 80 for a real CA) and redirecting other requests to https (default none: TLS-ALPN-01 only)")
+	fs.StringVar(&o.acmeHTTPAddr, "acme-http-addr", "", "`host:port` answering ACME HTTP-01 challenges (port 80 for a real CA) and redirecting other requests for the domains to https (default none: TLS-ALPN-01 only)")
 }
 
 // tlsFlagKeys are the flags of tlsOptions and their config file keys.
