@@ -30,7 +30,7 @@ func TestDocsKeys(t *testing.T) {
 	shown := map[string]map[string]bool{}
 	table := ""
 	header := regexp.MustCompile(`^\[\[?([a-z.]+)\]\]?`)
-	key := regexp.MustCompile(`^([a-z_]+)\s*=`)
+	key := regexp.MustCompile(`^([a-z0-9_]+)\s*=`)
 	for _, line := range strings.Split(example, "\n") {
 		if m := header.FindStringSubmatch(line); m != nil {
 			table = m[1]

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -140,6 +141,24 @@ func TestTLSAndHTTP2(t *testing.T) {
 				body, version, _ := strings.Cut(out, "\n")
 				assert.Regexp(t, "^"+tc.kind+" https HTTP/"+v.proto+`(\.0)?$`, body, v.flag)
 				assert.Equal(t, v.curl, version, v.flag)
+			}
+			if tc.kind == "asgi" {
+				// WebSockets over TLS: HTTP/1.1, compressed by default.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				ws, resp, err := websocket.Dial(ctx, "wss://"+addr+"/ws", &websocket.DialOptions{
+					HTTPClient:      &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}},
+					CompressionMode: websocket.CompressionNoContextTakeover,
+				})
+				require.NoError(t, err)
+				defer ws.CloseNow()
+				assert.Contains(t, resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+				msg := strings.Repeat("hello over wss ", 100)
+				require.NoError(t, ws.Write(ctx, websocket.MessageText, []byte(msg)))
+				_, got, err := ws.Read(ctx)
+				require.NoError(t, err)
+				assert.Equal(t, msg, string(got))
+				require.NoError(t, ws.Close(websocket.StatusNormalClosure, ""))
 			}
 			// Cleartext on a TLS port gets Go's 400, not the app.
 			out := curl(t, "-w", "%{http_code}", "-o", "/dev/null", "http://"+addr+"/")

@@ -1,5 +1,6 @@
 """WSGI and ASGI apps for the TLS, HTTP/2 and HTTP/3 tests: GET answers
-with the scheme and protocol, /stream yields chunks, POST echoes the body."""
+with the scheme and protocol, /stream yields chunks, POST echoes the body;
+the ASGI app echoes WebSocket text messages."""
 
 
 def application(environ, start_response):
@@ -16,6 +17,14 @@ def application(environ, start_response):
 
 
 async def app(scope, receive, send):
+    if scope["type"] == "websocket":  # echo
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
     if scope["type"] != "http":
         return
     if scope["method"] == "POST":
