@@ -64,13 +64,6 @@ func (o *tlsOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.acmeHTTPAddr, "acme-http-addr", "", "`host:port` answering ACME HTTP-01 challenges (port 80 for a real CA) and redirecting other requests for the domains to https (default none: TLS-ALPN-01 only)")
 }
 
-// tlsFlagKeys are the flags of tlsOptions and their config file keys.
-var tlsFlagKeys = []struct{ flag, key string }{
-	{"tls-cert", "tls_cert"}, {"tls-key", "tls_key"}, {"h2c", "h2c"}, {"http3", "http3"},
-	{"acme-domain", "acme_domains"}, {"acme-email", "acme_email"}, {"acme-dir", "acme_dir"},
-	{"acme-cache", "acme_cache"}, {"acme-http-addr", "acme_http_addr"},
-}
-
 // fromConfig takes the file's settings where no flag was given.
 func (o *tlsOptions) fromConfig(cfg *config.Config, set map[string]bool) {
 	for _, s := range []struct {
