@@ -201,7 +201,7 @@ func redirectHTTPS(tlsPort string, domains []string) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		if tlsPort != "443" {
+		if tlsPort != "443" && tlsPort != "" { // "": a listener without a port, a Unix socket behind a proxy
 			host = net.JoinHostPort(host, tlsPort)
 		}
 		code := http.StatusPermanentRedirect

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -324,4 +325,28 @@ func TestKeyPairFileExpiresWhileServing(t *testing.T) {
 		assert.Equal(t, int64(9), cert.Leaf.SerialNumber.Int64(), "still served: the client decides")
 	}
 	assert.Equal(t, 1, strings.Count(log.String(), "wsgi: tls: the certificate has expired"), log.String())
+}
+
+func TestRedirectHTTPS(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		port, method, host, target string
+		code                       int
+		location                   string
+	}{
+		{"8443", http.MethodGet, "app.test", "/a?b=c", http.StatusMovedPermanently, "https://app.test:8443/a?b=c"},
+		{"443", http.MethodHead, "app.test", "/", http.StatusMovedPermanently, "https://app.test/"},
+		{"", http.MethodGet, "app.test", "/", http.StatusMovedPermanently, "https://app.test/"},
+		{"443", http.MethodPost, "APP.test.", "/form", http.StatusPermanentRedirect, "https://app.test/form"},
+		{"443", http.MethodGet, "evil.test", "/", http.StatusNotFound, ""},
+	} {
+		t.Run(tc.method+" "+tc.host+" "+tc.port, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, tc.target, nil)
+			r.Host = tc.host
+			w := httptest.NewRecorder()
+			redirectHTTPS(tc.port, []string{"app.test"}).ServeHTTP(w, r)
+			assert.Equal(t, tc.code, w.Code)
+			assert.Equal(t, tc.location, w.Header().Get("Location"))
+		})
+	}
 }
