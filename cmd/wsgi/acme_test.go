@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
+	"github.com/quic-go/quic-go/http3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -123,10 +125,11 @@ func TestACME(t *testing.T) {
 		name    string
 		workers string
 		http01  bool // Pebble validates HTTP-01 only (its TLS-ALPN-01 port is closed)
+		file    bool // the settings in a config file, with http3 = true
 	}{
-		{"tls-alpn-01", "1", false},
-		{"tls-alpn-01 workers", "2", false},
-		{"http-01 workers", "2", true},
+		{"tls-alpn-01", "1", false, false},
+		{"tls-alpn-01 workers, config file and http3", "2", false, true},
+		{"http-01 workers", "2", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			port, httpPort := freePort(t, "tcp"), freePort(t, "tcp")
@@ -140,6 +143,26 @@ func TestACME(t *testing.T) {
 				"-workers", tc.workers, "-acme-domain", domain, "-acme-dir", peb.dirURL, "-acme-cache", cache, "-acme-email", "ops@app.test"}
 			if tc.http01 {
 				args = append(args, "-acme-http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort))
+			}
+			if tc.file {
+				dir := t.TempDir()
+				cfg := filepath.Join(dir, "apps.toml")
+				require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`addr = "127.0.0.1:%d"
+log_format = "json"
+workers = %s
+http3 = true
+acme_domains = [%q]
+acme_dir = %q
+acme_cache = "acme"
+acme_email = "ops@app.test"
+
+[[app]]
+name = "p"
+dir = %q
+module = "protocols"
+`, port, tc.workers, domain, peb.dirURL, testdata)), 0o600))
+				args = []string{"-config", cfg}
+				cache = filepath.Join(dir, "acme")
 			}
 			env := []string{"SSL_CERT_FILE=" + peb.serverCA}
 
@@ -157,6 +180,19 @@ func TestACME(t *testing.T) {
 			out := curl(t, "--http2", "--cacert", peb.rootPEM, "--resolve", fmt.Sprintf("%s:%d:127.0.0.1", domain, port),
 				"-w", "%{http_version}", fmt.Sprintf("https://%s:%d/", domain, port))
 			assert.Equal(t, "wsgi https HTTP/2.0\n2", out)
+			if tc.file {
+				// HTTP/3 with the certificate from the CA, through the cache in each worker.
+				tr := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: peb.roots, ServerName: domain}}
+				defer tr.Close()
+				resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Get(fmt.Sprintf("https://127.0.0.1:%d/", port))
+				require.NoError(t, err)
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				require.NoError(t, err)
+				assert.Equal(t, "wsgi https HTTP/3.0\n", string(body))
+				_, err = os.Stat(filepath.Join(cache, domain))
+				assert.NoError(t, err, "the certificate is in the cache the file names")
+			}
 			if tc.http01 {
 				// The challenge port redirects everything else to https.
 				out := curl(t, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", "Host: "+domain,

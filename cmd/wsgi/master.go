@@ -114,6 +114,7 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		return exitFail
 	}
 	defer stopTLS()
+	attrs = append(attrs, f.tls.logAttrs()...)
 	file, err := listenerFile(ln.(*net.TCPListener))
 	_ = ln.Close() // the duplicate in file keeps the socket open
 	if err != nil {

@@ -93,6 +93,25 @@ func (o *tlsOptions) fromConfig(cfg *config.Config, set map[string]bool) {
 // tls reports whether the command serves TLS.
 func (o *tlsOptions) tls() bool { return o.cert != "" || len(o.acmeDomains) > 0 }
 
+// logAttrs describe the options in the master's startup record (a
+// worker's comes from setup).
+func (o *tlsOptions) logAttrs() []any {
+	var a []any
+	if o.tls() {
+		a = append(a, "tls", true)
+	}
+	if o.h2c {
+		a = append(a, "h2c", true)
+	}
+	if o.http3 {
+		a = append(a, "http3", true)
+	}
+	if len(o.acmeDomains) > 0 {
+		a = append(a, "acme_domains", acmeDomainNames(o))
+	}
+	return a
+}
+
 // check reports settings that do not go together; names are the flags'.
 func (o *tlsOptions) check() error {
 	switch {

@@ -171,13 +171,19 @@ func TestTLSAndHTTP2(t *testing.T) {
 
 func TestH2C(t *testing.T) {
 	t.Parallel()
-	p := start(t, nil, "-addr", "127.0.0.1:0", "-dir", testdata, "-app", "protocols", "-h2c", "-log-format", "json")
-	url := "http://" + p.addr(t) + "/"
-	assert.Equal(t, "wsgi http HTTP/2.0\n2", curl(t, "--http2-prior-knowledge", "-w", "%{http_version}", url))
-	assert.Equal(t, "wsgi http HTTP/1.1\n1.1", curl(t, "--http1.1", "-w", "%{http_version}", url))
-	// A POST body over h2c.
-	assert.Equal(t, "payload", curl(t, "--http2-prior-knowledge", "--data-binary", "payload", url))
-	assert.Equal(t, 0, p.stop(t), p.stderr())
+	for _, workers := range []string{"1", "2"} {
+		t.Run("workers "+workers, func(t *testing.T) {
+			t.Parallel()
+			p := start(t, nil, "-addr", "127.0.0.1:0", "-dir", testdata, "-app", "protocols", "-h2c", "-log-format", "json", "-workers", workers)
+			url := "http://" + p.addr(t) + "/"
+			assert.Contains(t, p.stderr(), `"h2c":true`)
+			assert.Equal(t, "wsgi http HTTP/2.0\n2", curl(t, "--http2-prior-knowledge", "-w", "%{http_version}", url))
+			assert.Equal(t, "wsgi http HTTP/1.1\n1.1", curl(t, "--http1.1", "-w", "%{http_version}", url))
+			// A POST body over h2c.
+			assert.Equal(t, "payload", curl(t, "--http2-prior-knowledge", "--data-binary", "payload", url))
+			assert.Equal(t, 0, p.stop(t), p.stderr())
+		})
+	}
 }
 
 func TestTLSReload(t *testing.T) {
