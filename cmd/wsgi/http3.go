@@ -38,6 +38,7 @@ func (s *secure) startHTTP3(srv *http.Server, lns []net.Listener) error {
 		TLSConfig:      http3.ConfigureTLSConfig(&tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: s.getCert}),
 		IdleTimeout:    srv.IdleTimeout,
 		MaxHeaderBytes: srv.MaxHeaderBytes,
+		Logger:         s.logger, // quic-go's records are not prefixed wsgi:, as net/http's ErrorLog lines are not
 	}
 	var conns []net.PacketConn
 	for _, ln := range lns {
