@@ -89,9 +89,10 @@
 // # ASGI
 //
 // With Options.Protocol "asgi" (or "auto" and an async callable) the app
-// is served as ASGI 3.0. Each app has one asyncio event loop (uvloop's
-// when uvloop is installed) run by an OS thread kept for it; every
-// request is a task on that loop, and Options.Threads (default 1024)
+// is served as ASGI 3.0. Each app has one asyncio event loop with no
+// thread of its own: the goroutine serving a request runs it, and a
+// driver goroutine runs timers, the app's sockets and callbacks from
+// other threads. Every request is a task on that loop, and Options.Threads (default 1024)
 // bounds requests in progress, WebSockets included. send() hands a
 // message to Go, which validates it and queues it for the request's
 // goroutine without waiting for the network; send() waits only while

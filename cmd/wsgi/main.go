@@ -295,7 +295,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		logLoadError(logger, stderr, f.logFormat == "json", err)
 		return exitFail
 	}
-	tune(h)
+	tune()
 	// The handler answers 404 outside -prefix itself.
 	return serve(ctx, logger, wk.withLimits(f), f.addr, f.shutdownTimeout, h, h.Close, attrs...)
 }
@@ -368,7 +368,7 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 	} else {
 		logMounted(logger, cfg) // once the apps have imported
 	}
-	tune(srv.Handlers()...)
+	tune()
 	return serve(ctx, logger, wk.withLimits(f), addr, f.shutdownTimeout, srv, srv.Close, attrs...)
 }
 
@@ -572,10 +572,9 @@ func splitList(s string) []string {
 // apps' objects live in Python's heap), so the smaller heap goal costs no
 // measurable req/s or p99 and saves ~2 MiB of peak RSS (hello: 26-28 ->
 // 25-26 MiB). ASGI apps once needed a second P and GC percent 100 for
-// their loop thread's calls into Go; the loop has no thread now, and on
-// one CPU a second P only spins (ASGI hello ... ).
-func tune(hs ...*wsgi.Handler) {
-	_ = hs
+// their loop thread's calls into Go; the loop has no thread now
+// (RATIONALE.md), and on one CPU a second P only spins.
+func tune() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}

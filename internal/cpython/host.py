@@ -450,18 +450,22 @@ class ASGIApp:
         self.lifespan_task = None
         self.lifespan_supported = True
         self.requests = {}  # handle -> Request, while its task runs
+        # What each connection's context starts from: the app's id, for
+        # gohost calls and log records of its tasks and their threads.
+        self.context = contextvars.Context()
+        self.context.run(current_app.set, app_id)
 
     # Called by asgi.c with the loop entered on the calling thread.
 
     def start(self, handle, scope, first):
         """Starts a connection's task and runs its first step now."""
-        scope["state"] = dict(self.state)
+        scope["state"] = self.state.copy() if self.state else {}
         req = Request(handle, self.loop, first)
         self.requests[handle] = req
         coro = self._run(req, scope)
         # A context per connection, as uvicorn's tasks have: context
         # variables an app sets do not leak into the next request.
-        ctx = contextvars.Context()
+        ctx = self.context.copy()
         if _EAGER:
             req.task = asyncio.Task(coro, loop=self.loop, context=ctx, eager_start=True)
         else:
@@ -488,7 +492,6 @@ class ASGIApp:
         return self.loop.run_once()
 
     async def _run(self, req, scope):
-        current_app.set(self.app_id)
         current_request.set(req.handle)
         try:
             await self.app(scope, req.receive, req.send)
