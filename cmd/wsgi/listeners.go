@@ -72,8 +72,8 @@ type listenConfig struct {
 	addrs    []string
 	mode     os.FileMode // of Unix sockets; modeSet false: as the umask leaves it
 	modeSet  bool
-	uid, gid int           // owner of Unix sockets; -1: unchanged
-	systemd  []systemdFD   // sockets passed by systemd; when any, addrs are not bound
+	uid, gid int            // owner of Unix sockets; -1: unchanged
+	systemd  []systemdFD    // sockets passed by systemd; when any, addrs are not bound
 	proxy    *proxyProtocol // nil: no PROXY protocol
 }
 
