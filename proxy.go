@@ -17,15 +17,33 @@ type peer struct {
 	https bool
 }
 
-// directPeer is the connection's own peer.
+// directPeer is the connection's own peer. A client on a Unix socket has
+// no address (net/http's RemoteAddr is "@" or the client socket's path):
+// REMOTE_ADDR is then empty and REMOTE_PORT absent, as under gunicorn,
+// and the ASGI scope has no client, as under uvicorn.
 func directPeer(r *http.Request) peer {
 	p := peer{https: r.TLS != nil}
-	if host, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+	ra := r.RemoteAddr
+	if ra != "" && (ra[0] == '@' || ra[0] == '/') {
+		return p // a Unix socket's peer
+	}
+	if host, port, err := net.SplitHostPort(ra); err == nil {
 		p.addr, p.port = host, port
-	} else {
-		p.addr = r.RemoteAddr
+	} else if _, unix := unixSocket(r); !unix {
+		p.addr = ra
 	}
 	return p
+}
+
+// unixSocket returns the path of the Unix socket r came in on, if it
+// did (a PROXY header may have replaced the local address with a TCP
+// one: then not).
+func unixSocket(r *http.Request) (string, bool) {
+	a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.UnixAddr)
+	if !ok {
+		return "", false
+	}
+	return a.Name, true
 }
 
 // trustedProxies are the networks whose forwarding headers are believed.
