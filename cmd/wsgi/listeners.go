@@ -106,6 +106,10 @@ func newListenConfig(f *flags, cfg *config.Config, logger *slog.Logger) (*listen
 			return nil, fmt.Errorf("PROXY protocol: %w", err)
 		}
 		lc.proxy = pp
+		if len(trusted) == 0 {
+			logger.Warn("wsgi: PROXY protocol without trusted networks: only peers on a unix socket may send a header " +
+				"(set -trusted-proxies, or proxy_protocol_from with -config)")
+		}
 	}
 	return lc, nil
 }

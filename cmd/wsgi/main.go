@@ -7,7 +7,8 @@
 // (see package github.com/gowsgi/wsgi/config for the format); -addr,
 // -log-format, -workers and the recycling flags, when given, override the
 // file's addr, log_format, workers, max_requests, max_requests_jitter and
-// max_rss. The flags that describe one app (-dir, -max-body,
+// max_rss (and -socket-mode, -socket-owner and -proxy-protocol its
+// socket_mode, socket_owner and proxy_protocol). The flags that describe one app (-dir, -max-body,
 // -request-timeout, ...) are refused with -config: each app sets them with
 // its keys in the file (dir, max_body, request_timeout, ...).
 //
@@ -23,6 +24,12 @@
 // worker processes (this binary again) that share it, replaces a worker
 // that dies, and replaces workers one at a time on SIGHUP (new code) or
 // past -max-requests / -max-rss. See master.go.
+//
+// -addr repeats, and takes unix:/path/to.sock for a Unix socket
+// (-socket-mode, -socket-owner); sockets passed by systemd (socket
+// activation: LISTEN_PID, LISTEN_FDS) replace it. -proxy-protocol reads
+// PROXY protocol headers from -trusted-proxies. See listeners.go,
+// systemd.go, proxyproto.go and docs/deployment.md.
 package main
 
 import (
@@ -167,7 +174,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.wsCompression, "ws-compression", "", "WebSocket permessage-deflate: no-context-takeover (the default when empty), context-takeover or off")
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", 0, "longest wait for each read of a request body (0 means the library default, 60s; negative: none)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "longest a request may take before the client gets 504 (0 means none)")
-	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated `networks` (CIDRs or addresses) whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated `networks` (CIDRs or addresses) whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed "+
+		"(and, with -proxy-protocol, that must send a PROXY header)")
 	fs.BoolVar(&f.debug, "debug", false, "development: put Python tracebacks in 500 responses (never where strangers can reach the app) and reload as -reload")
 	fs.BoolVar(&f.reload, "reload", false, "development: re-import the app when a .py file under -dir changes (requests in flight finish on the old code)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -180,7 +188,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		"(Python threads of one process on several CPUs fight over its GIL; see README)")
 	fs.IntVar(&f.maxRSS, "max-rss", 0, "with -workers: replace a worker whose resident memory is above this many `MiB` (0 means never)")
 	fs.BoolVar(&f.version, "version", false, "print the Python version and executable, then exit")
-	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr, -log-format, -workers and the recycling flags override its settings; "+
+	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr, -socket-mode, -socket-owner, -proxy-protocol, -log-format, -workers and "+
+		"the recycling flags override its settings; "+
 		"the flags that describe one app (-dir, -threads, -max-body, the timeouts, -trusted-proxies, ...) are refused: set the app's keys in the file")
 
 	if err := fs.Parse(args); err != nil {
