@@ -322,3 +322,25 @@ func TestSocketActivationOtherPID(t *testing.T) {
 	assert.NotContains(t, p.stderr(), "socket activation")
 	assert.Equal(t, 0, p.stop(t), p.stderr())
 }
+
+// TestSystemdSocketActivate: systemd's own tool for trying socket
+// activation, systemd-socket-activate, binds the socket and starts the
+// command on the first connection, which waits in the backlog meanwhile.
+func TestSystemdSocketActivate(t *testing.T) {
+	t.Parallel()
+	tool, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Skip("no systemd-socket-activate (Debian package systemd)")
+	}
+	sock := filepath.Join(t.TempDir(), "sd.sock")
+	p := startCmd(t, exec.Command(tool, "-l", sock, "--fdname=http", binary, "-dir", testdata, "-app", "peer:app", "-protocol", "asgi"))
+	require.Eventually(t, func() bool { _, err := os.Lstat(sock); return err == nil }, 10*time.Second, 10*time.Millisecond,
+		"systemd-socket-activate listens")
+	a := curlUnix(t, sock, "/") // starts the command
+	assert.Equal(t, []any{sock, nil}, a.Server)
+	assert.Equal(t, "absent", a.Client)
+	assert.Empty(t, a.ListenEnv)
+	assert.Equal(t, "unix:"+sock, p.addr(t))
+	assert.Equal(t, p.cmd.Process.Pid, a.PID, "the tool execs the command")
+	assert.Equal(t, 0, p.stop(t), p.stderr())
+}
