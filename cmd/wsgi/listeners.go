@@ -48,7 +48,7 @@ func (l *addrList) Set(s string) error {
 func checkAddr(s string) error {
 	if path, ok := strings.CutPrefix(s, unixPrefix); ok {
 		if path == "" {
-			return errors.New("no socket path after unix:")
+			return errors.New("unix: needs a socket path (unix:/path/to.sock)")
 		}
 		if path[0] == '@' {
 			return fmt.Errorf("%q: abstract sockets are not supported; give a file path", s)

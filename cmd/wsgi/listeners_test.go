@@ -209,7 +209,7 @@ func TestListenFlags(t *testing.T) {
 		want string
 	}{
 		{"addr", []string{"-addr", "8080"}, `"8080" is neither host:port nor unix:/path`},
-		{"empty unix", []string{"-addr", "unix:"}, "no socket path after unix:"},
+		{"empty unix", []string{"-addr", "unix:"}, "unix: needs a socket path"},
 		{"abstract", []string{"-addr", "unix:@wsgi"}, "abstract sockets are not supported"},
 		{"long path", []string{"-addr", "unix:/" + strings.Repeat("x", 120)}, "longer than 107 bytes"},
 		{"mode", []string{"-socket-mode", "0888"}, `-socket-mode: socket mode "0888" is not octal`},
