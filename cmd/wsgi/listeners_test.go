@@ -113,9 +113,10 @@ func socketOwner(t *testing.T) (spec string, uid, gid int) {
 // file is replaced, and the socket is removed after SIGTERM.
 func TestUnixSocket(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ name, app, protocol string }{
-		{"wsgi", "peer:application", "wsgi"},
-		{"asgi", "peer:app", "asgi"},
+	for _, tc := range []struct{ name, app, protocol, workers string }{
+		{"wsgi", "peer:application", "wsgi", "1"},
+		{"asgi", "peer:app", "asgi", "1"},
+		{"wsgi with two workers", "peer:application", "wsgi", "2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -123,7 +124,7 @@ func TestUnixSocket(t *testing.T) {
 			staleSocket(t, sock)
 			owner, uid, gid := socketOwner(t)
 			p := start(t, nil, "-addr", "unix:"+sock, "-addr", "127.0.0.1:0", "-socket-mode", "0660", "-socket-owner", owner,
-				"-dir", testdata, "-app", tc.app, "-protocol", tc.protocol)
+				"-workers", tc.workers, "-shutdown-timeout", "5s", "-dir", testdata, "-app", tc.app, "-protocol", tc.protocol)
 			addrs := servingAddrs(t, p)
 			require.Len(t, addrs, 2)
 			assert.Equal(t, "unix:"+sock, addrs[0])
@@ -143,6 +144,7 @@ func TestUnixSocket(t *testing.T) {
 				assert.Nil(t, a.RemotePort, "no REMOTE_PORT")
 				assert.Equal(t, "localhost", a.ServerName)
 				assert.Equal(t, "80", a.ServerPort)
+				assert.Equal(t, tc.workers == "2", a.Worker != "", "served by a worker with -workers 2")
 			} else {
 				assert.Equal(t, "absent", a.Client, "no client in the scope, as under uvicorn")
 				assert.Equal(t, []any{sock, nil}, a.Server, "the spec's [path, None]")
