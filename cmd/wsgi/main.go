@@ -8,9 +8,10 @@
 // -log-format, -workers and the recycling flags, when given, override the
 // file's addr, log_format, workers, max_requests, max_requests_jitter and
 // max_rss (and -socket-mode, -socket-owner and -proxy-protocol its
-// socket_mode, socket_owner and proxy_protocol). The flags that describe one app (-dir, -max-body,
-// -request-timeout, ...) are refused with -config: each app sets them with
-// its keys in the file (dir, max_body, request_timeout, ...).
+// socket_mode, socket_owner and proxy_protocol). The flags that describe
+// one app (-dir, -max-body, -request-timeout, ...) are refused with
+// -config: each app sets them with its keys in the file (dir, max_body,
+// request_timeout, ...).
 //
 // -reload re-imports the app when a .py file under -dir changes; -debug
 // does that too and puts Python tracebacks in 500 responses, as the config
@@ -304,7 +305,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		"protocol", f.protocol,
 	}
 	if f.listen, err = newListenConfig(f, nil, logger); err != nil {
-		logger.Error("wsgi: "+err.Error(), "err", err)
+		logger.Error("wsgi: bad listener settings", "err", err)
 		return exitFail
 	}
 	if wk == nil && f.workers.Count() > 1 {
@@ -382,7 +383,7 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 	f.logFormat = format
 	logger := newLogger(stderr, format, f.logLevel)
 	if f.listen, err = newListenConfig(f, cfg, logger); err != nil {
-		logger.Error("wsgi: "+err.Error(), "err", err)
+		logger.Error("wsgi: bad listener settings", "err", err)
 		return exitFail
 	}
 	attrs := []any{
