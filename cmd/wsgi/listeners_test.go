@@ -346,3 +346,20 @@ func TestSystemdSocketActivate(t *testing.T) {
 	assert.Equal(t, p.cmd.Process.Pid, a.PID, "the tool execs the command")
 	assert.Equal(t, 0, p.stop(t), p.stderr())
 }
+
+// TestConfigBadSocketOwner: an owner in the file that does not exist is
+// refused before the apps import.
+func TestConfigBadSocketOwner(t *testing.T) {
+	t.Parallel()
+	cfg := writeConfig(t, `addr = "unix:`+filepath.Join(t.TempDir(), "x.sock")+`"
+socket_owner = "no-such-user-here"
+
+[[app]]
+name = "peer"
+dir = %[1]q
+module = "peer"
+`)
+	code, _, stderr := runBinary(t, "-config", cfg)
+	assert.Equal(t, 1, code, stderr)
+	assert.Contains(t, stderr, `msg="wsgi: bad listener settings" err="socket owner: user: unknown user no-such-user-here"`)
+}
