@@ -7,8 +7,8 @@
 // is snake_case; a key the package does not know is an error, as is a value
 // of the wrong type. Durations are strings as time.ParseDuration reads
 // them ("30s", "1m"). Relative paths (dir, log_file, python_path,
-// virtualenv, auth.htpasswd) are relative to the directory that holds the
-// file.
+// virtualenv, auth.htpasswd, a unix: addr) are relative to the directory
+// that holds the file.
 //
 //	addr = "127.0.0.1:8080"   # host:port or unix:/path to listen on, or a list of them (the wsgi command's -addr wins)
 //	socket_mode = "0660"      # permissions of the Unix sockets of addr (octal); default: as the umask leaves them
@@ -102,7 +102,8 @@ import (
 type Config struct {
 	// Addr lists the addresses to listen on: "host:port", or
 	// "unix:/path/to.sock" for a Unix socket. In a file, a string or an
-	// array of strings. If empty, the wsgi command's default
+	// array of strings; a relative socket path is relative to the file's
+	// directory. If empty, the wsgi command's default
 	// (127.0.0.1:8080). A Server does not listen; only the command uses it.
 	Addr Addrs `toml:"addr"`
 
@@ -426,6 +427,16 @@ func (c *Config) Validate() error {
 func (c *Config) normalise(base string) {
 	if c.LogFormat == "" {
 		c.LogFormat = "text"
+	}
+	if c.Addr != nil {
+		addrs := make(Addrs, len(c.Addr))
+		for i, a := range c.Addr {
+			if path, ok := strings.CutPrefix(a, "unix:"); ok && path != "" {
+				a = "unix:" + resolvePath(base, path)
+			}
+			addrs[i] = a
+		}
+		c.Addr = addrs
 	}
 	for i := range c.Apps {
 		a := &c.Apps[i]

@@ -86,6 +86,7 @@ func TestLoadListenerKeys(t *testing.T) {
 		want      config.Config
 	}{
 		{"one addr", `addr = "unix:/run/wsgi.sock"`, config.Config{Addr: config.Addrs{"unix:/run/wsgi.sock"}}},
+		{"relative socket path", `addr = "unix:run/wsgi.sock"`, config.Config{Addr: config.Addrs{"unix:" + filepath.Join(dir, "run", "wsgi.sock")}}},
 		{"addr list", `addr = ["127.0.0.1:8080", "unix:/run/wsgi.sock"]`,
 			config.Config{Addr: config.Addrs{"127.0.0.1:8080", "unix:/run/wsgi.sock"}}},
 		{"socket keys", "socket_mode = \"0660\"\nsocket_owner = \"www-data:www-data\"",

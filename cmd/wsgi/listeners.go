@@ -245,6 +245,9 @@ const listenBacklog = 65535
 // it listens (no client can connect with the umask's permissions), and
 // listens. A stale socket file at path is replaced (see removeStale).
 func (lc *listenConfig) listenUnix(path string, logger *slog.Logger) (net.Listener, createdSocket, error) {
+	if err := checkAddr(unixPrefix + path); err != nil { // the config file's addr, made absolute
+		return nil, createdSocket{}, err
+	}
 	if err := removeStale(path, logger); err != nil {
 		return nil, createdSocket{}, err
 	}
