@@ -49,7 +49,8 @@ func unixSocket(r *http.Request) (string, bool) {
 // trustedProxies are the networks whose forwarding headers are believed.
 type trustedProxies []netip.Prefix
 
-// parseTrustedProxies reads CIDRs ("10.0.0.0/8") and single addresses.
+// parseTrustedProxies reads CIDRs ("10.0.0.0/8"), single addresses and
+// "unix" (check.Proxy).
 func parseTrustedProxies(list []string) (trustedProxies, error) {
 	var t trustedProxies
 	for _, s := range list {
@@ -60,6 +61,17 @@ func parseTrustedProxies(list []string) (trustedProxies, error) {
 		t = append(t, p)
 	}
 	return t, nil
+}
+
+// trustsUnix reports whether "unix" is in the list: every peer on a Unix
+// socket is a trusted proxy.
+func (t trustedProxies) trustsUnix() bool {
+	for _, p := range t {
+		if !p.IsValid() {
+			return true
+		}
+	}
+	return false
 }
 
 func (t trustedProxies) trusts(addr string) bool {
@@ -84,8 +96,13 @@ func (t trustedProxies) trusts(addr string) bool {
 // header itself.
 func (t trustedProxies) peer(r *http.Request) peer {
 	p := directPeer(r)
-	if len(t) == 0 || !t.trusts(p.addr) {
+	if len(t) == 0 {
 		return p
+	}
+	if !t.trusts(p.addr) {
+		if _, unix := unixSocket(r); !unix || p.addr != "" || !t.trustsUnix() {
+			return p
+		}
 	}
 	if fwd := r.Header.Values("Forwarded"); len(fwd) > 0 {
 		if client, proto, ok := t.fromForwarded(fwd); ok {

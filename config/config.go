@@ -39,7 +39,7 @@
 //	body_timeout = "20s"      # each read of the request body; default "60s", negative: none
 //	max_body = 10485760       # largest request body in bytes (413 above); 0 (default): no limit
 //	websocket_compression = "off" # permessage-deflate: "no-context-takeover" (default), "context-takeover", "off"
-//	trusted_proxies = ["10.0.0.0/8", "::1"] # proxies whose X-Forwarded-*/Forwarded are believed
+//	trusted_proxies = ["10.0.0.0/8", "::1"] # proxies whose X-Forwarded-*/Forwarded are believed ("unix": Unix-socket peers)
 //	python_path = ["lib"]     # added to sys.path after dir
 //	virtualenv = "venv"       # its site-packages is added after python_path
 //
@@ -252,8 +252,8 @@ type App struct {
 
 	// TrustedProxies lists the networks ("10.0.0.0/8") or addresses of the
 	// reverse proxies whose X-Forwarded-For, X-Forwarded-Proto and
-	// Forwarded headers are believed (wsgi.Options.TrustedProxies). If
-	// nil, none.
+	// Forwarded headers are believed (wsgi.Options.TrustedProxies); "unix"
+	// stands for every peer on a Unix socket. If nil, none.
 	TrustedProxies []string `toml:"trusted_proxies"`
 
 	// PythonPath lists directories added to sys.path after Dir, in order

@@ -168,6 +168,25 @@ func TestUnixSocket(t *testing.T) {
 	}
 }
 
+// TestUnixSocketTrustedProxies: with -trusted-proxies unix, a proxy on
+// the socket (nginx's proxy_pass http://unix:...) tells the client's
+// address with X-Forwarded-For.
+func TestUnixSocketTrustedProxies(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "trusted.sock")
+	p := start(t, nil, "-addr", "unix:"+sock, "-trusted-proxies", "unix", "-dir", testdata, "-app", "peer")
+	p.addr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "curl", "-sS", "--fail", "--unix-socket", sock,
+		"-H", "X-Forwarded-For: 198.51.100.9", "http://localhost/").CombinedOutput()
+	require.NoError(t, err, "curl: %s", out)
+	a := parsePeer(t, string(out))
+	require.NotNil(t, a.RemoteAddr)
+	assert.Equal(t, "198.51.100.9", *a.RemoteAddr)
+	assert.Equal(t, 0, p.stop(t), p.stderr())
+}
+
 // TestUnixSocketInUse: a path that is another kind of file, or a socket
 // another process serves on, is left alone and the command fails.
 func TestUnixSocketInUse(t *testing.T) {

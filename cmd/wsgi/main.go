@@ -175,7 +175,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.wsCompression, "ws-compression", "", "WebSocket permessage-deflate: no-context-takeover (the default when empty), context-takeover or off")
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", 0, "longest wait for each read of a request body (0 means the library default, 60s; negative: none)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "longest a request may take before the client gets 504 (0 means none)")
-	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated `networks` (CIDRs or addresses) whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed "+
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated `networks` (CIDRs or addresses; unix: every peer on a unix socket) whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed "+
 		"(and, with -proxy-protocol, that must send a PROXY header)")
 	fs.BoolVar(&f.debug, "debug", false, "development: put Python tracebacks in 500 responses (never where strangers can reach the app) and reload as -reload")
 	fs.BoolVar(&f.reload, "reload", false, "development: re-import the app when a .py file under -dir changes (requests in flight finish on the old code)")
