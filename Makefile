@@ -23,6 +23,9 @@ FUZZTIME ?= 200000x
 DEBS := python3-dev pkg-config gcc python3-flask python3-django python3-falcon \
 	python3-bottle python3-pyramid python3-uvloop python3-starlette python3-fastapi python3-quart \
 	python3-websockets prometheus
+# The listener tests (cmd/wsgi): curl --unix-socket, systemd-analyze verify and
+# systemd-socket-activate, the Kubernetes example parsed by python3-yaml.
+DEBS += curl systemd python3-yaml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-cores bench-install build clean soak

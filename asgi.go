@@ -892,8 +892,14 @@ func buildScope(r *http.Request, prefix string, kind string, p peer, relative bo
 	}
 	e.Str("server")
 	e.List(2)
-	e.Str(name)
-	e.Int(int64(portNum))
+	if path, unix := unixSocket(r); unix {
+		// The spec's [path, None] for a Unix socket.
+		e.Str(path)
+		_ = e.Value(nil)
+	} else {
+		e.Str(name)
+		e.Int(int64(portNum))
+	}
 	e.Str("state")
 	e.Dict(0) // replaced by the lifespan state on the loop
 	if p.addr != "" {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -87,7 +86,7 @@ type master struct {
 	exitCode int
 }
 
-// runMaster binds f.addr and serves it from f.workers worker processes
+// runMaster binds f.listen's sockets (or takes systemd's) and serves it from f.workers worker processes
 // until ctx is done. It imports no Python. attrs describe the apps in
 // the startup record. A change to a .py file under one of the watch
 // directories (-reload, -debug) replaces the workers, as SIGHUP does. It
@@ -99,17 +98,25 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		logger.Error("wsgi: cannot find this executable to start workers", "err", err)
 		return exitFail
 	}
-	ln, err := net.Listen("tcp", f.addr)
+	lns, removeSockets, err := f.listen.listen(logger)
 	if err != nil {
-		logger.Error("wsgi: cannot listen", "addr", f.addr, "err", err)
+		logger.Error("wsgi: cannot listen", "addr", strings.Join(f.listen.addrs, ","), "err", err)
 		return exitFail
 	}
-	addr := ln.Addr().String()
-	file, err := listenerFile(ln.(*net.TCPListener))
-	_ = ln.Close() // the duplicate in file keeps the socket open
-	if err != nil {
-		logger.Error("wsgi: cannot pass the listening socket to workers", "err", err)
-		return exitFail
+	defer removeSockets() // after the workers are gone (deferred first, runs last)
+	listening := addrsAttrs(lns)
+	var files []*os.File
+	for _, ln := range lns {
+		file, err := listenerFile(ln.(syscall.Conn))
+		_ = ln.Close() // the duplicate in file keeps the socket open
+		if err != nil {
+			logger.Error("wsgi: cannot pass the listening socket to workers", "err", err)
+			for _, f := range files {
+				_ = f.Close()
+			}
+			return exitFail
+		}
+		files = append(files, file)
 	}
 	var cpus []int
 	if f.pinWorkers {
@@ -123,7 +130,7 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		stderr:  stderr,
 		exe:     exe,
 		args:    args,
-		files:   []*os.File{file},
+		files:   files,
 		grace:   f.shutdownTimeout,
 		events:  make(chan workerEvent),
 		respawn: make(chan int),
@@ -141,7 +148,7 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	logger.Info("wsgi: starting workers", "addr", addr, "workers", n, "pid", os.Getpid())
+	logger.Info("wsgi: starting workers", append(listening, "workers", n, "pid", os.Getpid())...)
 	for id := 1; id <= n; id++ {
 		m.slots[id] = &slot{}
 		w, err := m.spawn(id)
@@ -151,7 +158,7 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		}
 		m.slots[id].cur = w
 	}
-	serving := append([]any{"addr", addr, "workers", n, "pid", os.Getpid()}, attrs...)
+	serving := append(append(listening, "workers", n, "pid", os.Getpid()), attrs...)
 	changed := watchCode(logger, watch, m.done)
 
 	var kill <-chan time.Time
