@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -248,6 +249,8 @@ type Step struct {
 	Size   int64
 	// Err is the app's exception (Error), or close()'s (Done).
 	Err *Exception
+	// GILWait is how long Start waited for the GIL (Start's step only).
+	GILWait time.Duration
 }
 
 // Call is one request in progress. A Call's methods must run on one OS
@@ -303,7 +306,7 @@ func (c *Call) Finish() *Exception {
 
 func (c *Call) result() Step {
 	s := &c.step
-	st := Step{Kind: StepKind(s.kind)}
+	st := Step{Kind: StepKind(s.kind), GILWait: time.Duration(s.gil_wait_ns)}
 	switch st.Kind {
 	case Done:
 		c.req = nil
@@ -350,6 +353,23 @@ func Eval(src string) (string, error) {
 	var out *C.char
 	var e C.wsgi_error
 	if C.wsgi_eval(cs, &out, &e) != 0 {
+		return "", takeError(&e)
+	}
+	defer C.free(unsafe.Pointer(out))
+	return C.GoString(out), nil
+}
+
+// Stacks calls the host module's stacks(request) with the GIL taken once
+// and returns its answer: the Python stacks of requests in progress (see
+// host.py for the JSON formats).
+func Stacks(request string) (string, error) {
+	fn := C.CString("stacks")
+	defer C.free(unsafe.Pointer(fn))
+	arg := C.CString(request)
+	defer C.free(unsafe.Pointer(arg))
+	var out *C.char
+	var e C.wsgi_error
+	if C.wsgi_host_call_str(fn, arg, &out, &e) != 0 {
 		return "", takeError(&e)
 	}
 	defer C.free(unsafe.Pointer(out))

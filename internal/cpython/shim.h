@@ -54,6 +54,7 @@ typedef struct {
     int64_t offset;      // FILE: where the file object stood (tell())
     int64_t size;        // FILE: st_size
     wsgi_error err;
+    int64_t gil_wait_ns; // wsgi_req_start only: how long taking the GIL took
 } wsgi_step;
 
 // Starts CPython once per process, with Python's signal handlers off, runs
@@ -133,6 +134,10 @@ void wsgi_interrupt(unsigned long ident, int set);
 
 // Calls fn(arg) of the host helper module (host.py) under the GIL.
 int wsgi_host_call(const char *fn, const char *arg, wsgi_error *err);
+
+// Calls fn(arg) of the host helper module under the GIL, taken once, and
+// returns its str result via out (malloc'd); -1 with err set on failure.
+int wsgi_host_call_str(const char *fn, const char *arg, char **out, wsgi_error *err);
 
 // Runs a few lines of Python in __main__ under the GIL (tests and the
 // command's diagnostics). Returns the str() of the value of the last

@@ -62,14 +62,15 @@ const (
 
 // Step is the outcome of Start or Next.
 type Step struct {
-	Kind   StepKind
-	Data   []byte
-	Views  [][]byte
-	Copied int
-	FD     int
-	Offset int64
-	Size   int64
-	Err    *Exception
+	Kind    StepKind
+	Data    []byte
+	Views   [][]byte
+	Copied  int
+	FD      int
+	Offset  int64
+	Size    int64
+	Err     *Exception
+	GILWait time.Duration
 }
 
 // Call is one request in progress.
@@ -137,6 +138,9 @@ func ThreadIdent() uint64 { return 0 }
 
 // Interrupt does nothing without cgo.
 func Interrupt(ident uint64, set bool) {}
+
+// Stacks always fails without cgo.
+func Stacks(request string) (string, error) { return "", errNoCgo }
 
 // Finalize does nothing without cgo.
 func Finalize() error { return nil }
