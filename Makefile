@@ -93,7 +93,7 @@ browser-test: deps
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
 	}
-	WSGI_BROWSER_TEST=1 $(GO) test -count=1 -run Browser ./examples/...
+	WSGI_BROWSER_TEST=1 $(GO) test -count=1 -run Browser ./examples/... ./debugview/
 
 # Side by side over HTTP (bench/): cmd/wsgi, a Go net/http handler doing
 # the same work, gunicorn, uWSGI, waitress, mod_wsgi and uvicorn, each

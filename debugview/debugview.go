@@ -198,7 +198,7 @@ pre { margin: .3em 0 0; font-size: .85em; background: #f8f8f8; padding: .4em; ov
 {{- end}}
 </table>
 {{- else}}
-<p class="muted">No request in progress.</p>
+<p class="muted none">No request in progress.</p>
 {{- end}}
 {{- end}}
 {{- end}}
