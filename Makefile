@@ -86,7 +86,8 @@ other-pythons:
 	done
 
 # The demo in headless Chromium (Debian's chromium, installed when
-# missing): logs into the Django admin, adds a post, finds it in the API.
+# missing): logs into the Django admin, adds a post, finds it in the API;
+# and the live view page (debugview) while requests are in flight.
 browser-test: deps
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing: chromium"; \

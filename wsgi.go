@@ -401,15 +401,14 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 
 	// Every Python step of this request must use the same thread state.
 	runtime.LockOSThread()
-	if !p.inline || p.act != nil {
-		id := cpython.ThreadIdent()
-		p.started(id)
-		if p.act != nil {
-			p.act.thread.Store(id)
-		}
+	if !p.inline {
+		p.started(cpython.ThreadIdent())
 	}
 	x.act = p.act
 	var call cpython.Call
+	if p.act != nil {
+		call.Thread = &p.act.thread // for the live view, stored by C as the app starts
+	}
 	var s settlement
 	ok := false
 	var first cpython.StepKind

@@ -258,6 +258,12 @@ type Step struct {
 // runtime.LockOSThread) so that all Python work of the request uses one
 // thread state.
 type Call struct {
+	// Thread, if set, receives the identifier of the Python thread
+	// serving the request (threading.get_ident()) before Start calls the
+	// app: the live view reads it while the app runs. It must point to
+	// memory holding no Go pointers (cgo's rule), as an atomic field does.
+	Thread *atomic.Uint64
+
 	req   *C.wsgi_req
 	step  C.wsgi_step
 	views [][]byte
@@ -278,7 +284,7 @@ func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte) Step {
 		bufp = (*C.char)(unsafe.Pointer(&buf[0]))
 	}
 	C.wsgi_req_start(a.p, C.uintptr_t(handle), envp, C.int64_t(len(env)), bufp,
-		C.int64_t(len(buf)), &c.req, &c.step)
+		C.int64_t(len(buf)), (*C.uint64_t)(unsafe.Pointer(c.Thread)), &c.req, &c.step)
 	return c.result()
 }
 

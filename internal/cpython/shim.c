@@ -1063,7 +1063,8 @@ static int try_file(wsgi_req *req, wsgi_step *step) {
 }
 
 void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env, int64_t envlen,
-                    char *buf, int64_t bufcap, wsgi_req **reqp, wsgi_step *step) {
+                    char *buf, int64_t bufcap, uint64_t *thread, wsgi_req **reqp,
+                    wsgi_step *step) {
     memset(step, 0, sizeof *step);
     *reqp = NULL;
     wsgi_req *req = calloc(1, sizeof *req);
@@ -1079,6 +1080,7 @@ void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env, int64_t en
     enter_req(handle, app->id);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     step->gil_wait_ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+    if (thread != NULL) __atomic_store_n(thread, (uint64_t)PyThread_get_thread_ident(), __ATOMIC_RELAXED);
     *reqp = req;
     req->handle = handle;
     req->app = app->id;

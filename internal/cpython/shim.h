@@ -85,8 +85,10 @@ void wsgi_app_free(wsgi_app *app, int collect);
 // body. A list or tuple body that fits buf is copied there and the request
 // is finished at once (DONE, *reqp = NULL). Otherwise *reqp is a live
 // request that wsgi_req_next steps and wsgi_req_finish ends.
+// thread, if not NULL, receives the serving thread's Python identifier
+// (an atomic store) before the app is called.
 void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env,
-                    int64_t envlen, char *buf, int64_t bufcap,
+                    int64_t envlen, char *buf, int64_t bufcap, uint64_t *thread,
                     wsgi_req **reqp, wsgi_step *step);
 
 // Takes the next body chunk. On exhaustion the request is finished (DONE,

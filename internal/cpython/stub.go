@@ -4,6 +4,7 @@ package cpython
 
 import (
 	"errors"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -74,7 +75,7 @@ type Step struct {
 }
 
 // Call is one request in progress.
-type Call struct{}
+type Call struct{ Thread *atomic.Uint64 }
 
 // Live is always false without cgo.
 func (c *Call) Live() bool { return false }
