@@ -36,8 +36,8 @@ const (
 	// StateAfterResponse: the response is out; Python still runs for
 	// the request (a WSGI body's close(), an ASGI task running on).
 	StateAfterResponse RequestState = "after response"
-	// StateTimedOut: past Options.RequestTimeout and still running.
-	StateTimedOut RequestState = "past timeout"
+	// StatePastTimeout: past Options.RequestTimeout and still running.
+	StatePastTimeout RequestState = "past timeout"
 )
 
 // state values kept in activeRequest.state.
@@ -205,7 +205,7 @@ func (h *Handler) Snapshot() Snapshot {
 				Thread:  a.thread.Load(),
 			}
 			if t := h.cfg.requestTimeout; t > 0 && r.Elapsed > t && st != stateQueued {
-				r.State = StateTimedOut
+				r.State = StatePastTimeout
 			}
 			s.Requests = append(s.Requests, r)
 			refs = append(refs, ids{r.Thread, a.task.Load()})

@@ -93,3 +93,17 @@ func TestSnapshotShowsWhereRequestsWait(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotPastTimeout: a WSGI request past RequestTimeout got its 504
+// but its Python runs on (a C call is not interrupted): the live view
+// shows it past its timeout, still in the lingering function.
+func TestSnapshotPastTimeout(t *testing.T) {
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "liveview", RequestTimeout: 200 * time.Millisecond})
+	assert.Equal(t, http.StatusGatewayTimeout, do(h, "GET", "/linger?1.2", nil).Code)
+	r, ok := findRequest(h.Snapshot(), "/linger")
+	require.True(t, ok, "the request is still in the view after its 504")
+	assert.Equal(t, wsgi.StatePastTimeout, r.State)
+	assert.GreaterOrEqual(t, r.Elapsed, 200*time.Millisecond)
+	assert.True(t, stackHas(r.Stack, "linger_in_wsgi_view"), "%+v", r.Stack)
+	require.True(t, waitFor(5*time.Second, func() bool { return len(h.Snapshot().Requests) == 0 }), "gone once Python returns")
+}

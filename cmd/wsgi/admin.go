@@ -48,7 +48,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/gowsgi/wsgi"
 	"github.com/gowsgi/wsgi/debugview"
@@ -454,11 +453,11 @@ func (g workerGatherer) Gather() ([]*dto.MetricFamily, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wsgi: worker %d metrics: %w", g.id, err)
 	}
-	id := strconv.Itoa(g.id)
+	name, id := "worker", strconv.Itoa(g.id)
 	out := make([]*dto.MetricFamily, 0, len(byName))
 	for _, mf := range byName {
 		for _, m := range mf.Metric {
-			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String("worker"), Value: proto.String(id)})
+			m.Label = append(m.Label, &dto.LabelPair{Name: &name, Value: &id})
 			slices.SortFunc(m.Label, func(a, b *dto.LabelPair) int {
 				switch {
 				case a.GetName() < b.GetName():
