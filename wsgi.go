@@ -406,8 +406,9 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 	}
 	x.act = p.act
 	var call cpython.Call
+	var thread *atomic.Uint64 // for the live view, stored by C as the app starts
 	if p.act != nil {
-		call.Thread = &p.act.thread // for the live view, stored by C as the app starts
+		thread = &p.act.thread
 	}
 	var s settlement
 	ok := false
@@ -436,7 +437,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 		x.reset(nil, nil, emptyRequest) // drop references before pooling
 		h.exchanges.Put(x)
 	}()
-	st := g.app.Start(&call, handle, env, *bufp)
+	st := g.app.Start(&call, handle, env, *bufp, thread)
 	h.m.gilWait.observe(st.GILWait)
 	first = st.Kind
 	s.abort = x.serve(&call, st, *bufp)

@@ -258,12 +258,6 @@ type Step struct {
 // runtime.LockOSThread) so that all Python work of the request uses one
 // thread state.
 type Call struct {
-	// Thread, if set, receives the identifier of the Python thread
-	// serving the request (threading.get_ident()) before Start calls the
-	// app: the live view reads it while the app runs. It must point to
-	// memory holding no Go pointers (cgo's rule), as an atomic field does.
-	Thread *atomic.Uint64
-
 	req   *C.wsgi_req
 	step  C.wsgi_step
 	views [][]byte
@@ -274,8 +268,11 @@ func (c *Call) Live() bool { return c.req != nil }
 
 // Start builds the environ from env (the packed format of environ.go),
 // calls the app with the request registered as handle and returns its first step. A list body that
-// fits buf is copied there and the request ends at once (Done).
-func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte) Step {
+// fits buf is copied there and the request ends at once (Done). thread,
+// if not nil, receives the identifier of the Python thread serving the
+// request (threading.get_ident()) before the app is called: the live view
+// reads it while the app runs.
+func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte, thread *atomic.Uint64) Step {
 	var envp, bufp *C.char
 	if len(env) > 0 {
 		envp = (*C.char)(unsafe.Pointer(&env[0]))
@@ -284,7 +281,7 @@ func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte) Step {
 		bufp = (*C.char)(unsafe.Pointer(&buf[0]))
 	}
 	C.wsgi_req_start(a.p, C.uintptr_t(handle), envp, C.int64_t(len(env)), bufp,
-		C.int64_t(len(buf)), (*C.uint64_t)(unsafe.Pointer(c.Thread)), &c.req, &c.step)
+		C.int64_t(len(buf)), (*C.uint64_t)(unsafe.Pointer(thread)), &c.req, &c.step)
 	return c.result()
 }
 

@@ -75,13 +75,13 @@ type Step struct {
 }
 
 // Call is one request in progress.
-type Call struct{ Thread *atomic.Uint64 }
+type Call struct{}
 
 // Live is always false without cgo.
 func (c *Call) Live() bool { return false }
 
 // Start fails without cgo.
-func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte) Step {
+func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte, thread *atomic.Uint64) Step {
 	return Step{Kind: Error, Err: &Exception{Type: "RuntimeError", Message: errNoCgo.Error()}}
 }
 
