@@ -51,17 +51,6 @@ func TestBrowserLiveView(t *testing.T) {
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
 
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	for _, path := range []string{"/linger/first?2.5", "/linger/%3Cb%3Ebold%3C%2Fb%3E?2.5", "/linger/queued?0.1"} {
-		wg.Go(func() {
-			if resp, err := http.Get(ts.URL + path); err == nil {
-				_ = resp.Body.Close()
-			}
-		})
-		time.Sleep(100 * time.Millisecond) // in this order
-	}
-
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
@@ -82,6 +71,19 @@ func TestBrowserLiveView(t *testing.T) {
 	browser, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
 	defer cancelBrowser()
 
+	// The browser first (it may take seconds to start on a loaded
+	// machine), then the requests, then the page.
+	require.NoError(t, chromedp.Do(browser, chromedp.Navigate("about:blank")))
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	for i, path := range []string{"/linger/first?3", "/linger/%3Cb%3Ebold%3C%2Fb%3E?3", "/linger/queued?0.1"} {
+		wg.Go(func() {
+			if resp, err := http.Get(ts.URL + path); err == nil {
+				_ = resp.Body.Close()
+			}
+		})
+		require.True(t, waitFor(5*time.Second, func() bool { return len(h.Snapshot().Requests) == i+1 }), "in this order")
+	}
 	require.NoError(t, chromedp.Do(browser,
 		chromedp.Navigate(ts.URL+"/debug/wsgi/"),
 		chromedp.WaitVisible(chromedp.CSS(`tr.request`)),
