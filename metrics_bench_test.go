@@ -18,10 +18,10 @@ func cpuTime() time.Duration {
 // the request path: hello in process with them (metrics=on, as every
 // Handler runs) and without (metrics=off: ServeHTTP neither tracks the
 // request for Snapshot nor counts it when it returns; the few counters
-// updated deeper in, such as the queue and GIL waits, still run). The two
-// alternate under -count, so that a noisy machine hits both alike:
-//
-//	go test -run '^$' -bench HelloMetrics -count 10 . | benchstat -col /metrics -
+// updated deeper in, such as the queue and GIL waits, still run). make
+// bench-metrics runs each in a process of its own, alternating, so that a
+// noisy machine hits both alike and neither is always first, and compares
+// them with benchstat -col /metrics.
 func BenchmarkHelloMetrics(b *testing.B) {
 	for _, on := range []bool{true, false} {
 		name := "metrics=off"
