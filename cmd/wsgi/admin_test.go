@@ -268,5 +268,26 @@ func TestAdminWorkers(t *testing.T) {
 	assert.Contains(t, body, `wsgi_worker_deaths_total{cause="signal SIGKILL"} 1`)
 	assert.Contains(t, body, `wsgi_worker_recycles_total{reason="reload"} 2`)
 	assert.Contains(t, body, "wsgi_worker_starts_total 5\n")
-	assert.Equal(t, 0, p.stop(t), p.stderr())
+
+	// SIGTERM with a request in flight: the master says 503 while its
+	// workers drain.
+	require.NoError(t, os.Remove(marker))
+	done := make(chan int, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(base + "/linger?1.5")
+		if err != nil {
+			done <- 0
+			return
+		}
+		_ = resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	startedFile(t, marker)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool {
+		code, _ := get(t, admin+"/readyz")
+		return code == http.StatusServiceUnavailable
+	}, 5*time.Second, 10*time.Millisecond, "/readyz says 503 while the workers drain")
+	assert.Equal(t, http.StatusOK, <-done, "the request in flight finished")
+	assert.Equal(t, 0, p.wait(t), p.stderr())
 }
