@@ -28,7 +28,7 @@ DEBS := python3-dev pkg-config gcc python3-flask python3-django python3-falcon \
 DEBS += curl systemd python3-yaml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-cores bench-install build clean soak
+.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-metrics bench-cores bench-install build clean soak
 
 # The demo of examples/: a Flask app at /flask/ and a Django app at
 # /django/ (see examples/README.md).
@@ -89,14 +89,29 @@ other-pythons:
 	done
 
 # The demo in headless Chromium (Debian's chromium, installed when
-# missing): logs into the Django admin, adds a post, finds it in the API.
+# missing): logs into the Django admin, adds a post, finds it in the API;
+# and the live view page (debugview) while requests are in flight.
 browser-test: deps
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing: chromium"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
 	}
-	WSGI_BROWSER_TEST=1 $(GO) test -count=1 -run Browser ./examples/...
+	WSGI_BROWSER_TEST=1 $(GO) test -count=1 -run Browser ./examples/... ./debugview/
+
+# What metrics and the live view cost the request path: hello in process
+# with them and without, 16 alternating runs (a process each, so that
+# neither is always the first in its process), compared by benchstat
+# (golang.org/x/perf/cmd/benchstat, installed when missing).
+bench-metrics:
+	@command -v benchstat >/dev/null 2>&1 || test -x $$($(GO) env GOPATH)/bin/benchstat || \
+		$(GO) install golang.org/x/perf/cmd/benchstat@latest
+	$(GO) test -c -o bin/wsgi.test .
+	for i in $$(seq 16); do for m in on off; do \
+		./bin/wsgi.test -test.run '^$$' -test.bench "HelloMetrics/metrics=$$m\$$" -test.benchtime 0.3s | grep Benchmark; \
+	done; done > bin/bench-metrics.txt
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" benchstat -col /metrics bin/bench-metrics.txt
+	./bin/wsgi.test -test.run '^$$' -test.bench 'Observe$$' -test.count 6 | grep Benchmark
 
 # Side by side over HTTP (bench/): cmd/wsgi, a Go net/http handler doing
 # the same work, gunicorn, uWSGI, waitress, mod_wsgi and uvicorn, each

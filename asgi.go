@@ -362,6 +362,9 @@ func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, s
 		x.deadline = time.Now().Add(d)
 	}
 	handle := cpython.Register(cpython.ASGIRequest(x))
+	if o.act != nil {
+		o.act.task.Store(uint64(handle)) // the live view finds its task by handle (host.py)
+	}
 	defer func() {
 		if rest == nil { // also after a panic of our own
 			x.conn.Release()
@@ -1045,6 +1048,7 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request, o *outco
 	if o.status = h.admit(w, r); o.status != 0 {
 		return
 	}
+	o.act.setState(stateInPython)
 	g := h.current()
 	var abort bool
 	var rest func()
@@ -1071,8 +1075,11 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request, o *outco
 		// The task outlives the response: it keeps the slot (Stats
 		// counts it busy) and Shutdown waits for it.
 		h.inflight.Add(1)
+		act := o.act
+		act.hold() // the live view shows the task until it ends
 		go func() {
 			defer func() {
+				h.release(act, false)
 				g.unref()
 				<-h.slots
 				h.inflight.Done()

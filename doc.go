@@ -152,10 +152,18 @@
 // # Metrics
 //
 // Handler.Metrics returns a snapshot of a handler's counters: requests
-// by method and status, duration and queue-wait histograms, the limits'
-// answers (503, 413, 408, 504), reloads, the app's exceptions, body bytes,
-// open WebSockets and ASGI tasks. The request path keeps them with
-// atomics, without locks or allocations. Handler.PythonGC reads the
+// by method and status, duration, queue-wait and GIL-wait histograms, the
+// limits' answers (503, 413, 408, 504), reloads, the app's exceptions,
+// body bytes, open WebSockets and ASGI tasks. The request path keeps them
+// with atomics, without allocations. Handler.PythonGC reads the
 // interpreter's garbage collector on demand. Package
 // github.com/gowsgi/wsgi/metrics exports both to Prometheus.
+//
+// # Live view
+//
+// Handler.Snapshot lists the requests in progress (method, path, client,
+// elapsed time, state) with the Python stack serving each: the thread's
+// for WSGI, the task's coroutine chain for ASGI. It takes the GIL once.
+// Package github.com/gowsgi/wsgi/debugview serves it as an HTML page and
+// as JSON.
 package wsgi

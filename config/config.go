@@ -21,6 +21,8 @@
 //	max_requests = 10000      # a worker is replaced after this many requests; 0 (default): never
 //	max_requests_jitter = 500 # plus a random 0..N, so that workers do not restart together
 //	max_rss = 512             # a worker is replaced above this resident size in MiB; 0 (default): never
+//	admin_addr = "127.0.0.1:9090" # /metrics, /healthz, /readyz, /debug/wsgi/, /debug/pprof/; default none (-admin-addr wins)
+//	admin_public = false      # allow an admin_addr other hosts can reach; default false (-admin-public wins)
 //
 //	[[app]]
 //	name = "blog"             # required, unique; tags the app's log records
@@ -158,6 +160,19 @@ type Config struct {
 	// is above this many MiB (checked every second), as MaxRequests does.
 	// Only with Workers above 1. If zero, never.
 	MaxRSS int `toml:"max_rss"`
+
+	// AdminAddr is the host:port where the wsgi command serves its admin
+	// endpoints: /metrics, /healthz, /readyz, the live view at
+	// /debug/wsgi/ and Go's /debug/pprof/. The command refuses an address
+	// that is not loopback unless AdminPublic is set. A Server does not
+	// listen; only the command uses it. If empty, none.
+	AdminAddr string `toml:"admin_addr"`
+
+	// AdminPublic lets AdminAddr be an address other hosts can reach. The
+	// admin endpoints show the requests in progress and profile the
+	// process: put them behind a firewall or a proxy that authenticates.
+	// If false, AdminAddr must be loopback.
+	AdminPublic bool `toml:"admin_public"`
 
 	// NoReload turns off every app's reloading (Debug keeps its
 	// tracebacks), for a process that is restarted instead when the code
@@ -499,6 +514,8 @@ var keyTypes = map[string]string{
 	"max_requests":            "an integer",
 	"max_requests_jitter":     "an integer",
 	"max_rss":                 "an integer (MiB)",
+	"admin_addr":              "a string",
+	"admin_public":            "a boolean",
 	"app":                     "an array of tables ([[app]])",
 	"name":                    "a string",
 	"prefix":                  "a string",

@@ -51,18 +51,6 @@ func curlUnix(t *testing.T, sock, path string) peerAnswer {
 	return parsePeer(t, string(out))
 }
 
-// unixClient is an HTTP client that dials the Unix socket sock, a new
-// connection per request.
-func unixClient(sock string) *http.Client {
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-	}}
-}
-
 var addrsRe = regexp.MustCompile(`msg="wsgi: serving".* addrs=(\S+)`)
 
 // servingAddrs returns every address of the startup record.

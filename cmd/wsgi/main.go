@@ -113,6 +113,8 @@ type flags struct {
 	maxJitter       int
 	maxRSS          int
 	pinWorkers      bool
+	adminAddr       string
+	adminPublic     bool
 	set             map[string]bool // the flags given on the command line
 
 	// Listening: listeners.go, systemd.go, proxyproto.go.
@@ -187,6 +189,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.pinWorkers, "pin-workers", true, "with -workers: pin each worker to one CPU of those the command may use, round robin "+
 		"(Python threads of one process on several CPUs fight over its GIL; see docs/workers.md)")
 	fs.IntVar(&f.maxRSS, "max-rss", 0, "with -workers: replace a worker whose resident memory is above this many `MiB` (0 means never)")
+	fs.StringVar(&f.adminAddr, "admin-addr", "", "`host:port` of the admin endpoint: /metrics, /healthz, /readyz, the live view at /debug/wsgi/ and /debug/pprof/ "+
+		"(empty: none; with -workers it covers every worker)")
+	fs.BoolVar(&f.adminPublic, "admin-public", false, "allow an -admin-addr that is not loopback (the live view shows clients' requests; pprof profiles the process)")
 	fs.BoolVar(&f.version, "version", false, "print the Python version and executable, then exit")
 	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr, -socket-mode, -socket-owner, -proxy-protocol, -log-format, -workers and "+
 		"the recycling flags override its settings; "+
@@ -319,6 +324,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	} else {
 		warnWorkerFlags(logger, f)
 	}
+	adm, err := openProcessAdmin(ctx, logger, f, wk)
+	if err != nil {
+		logger.Error("wsgi: cannot serve the admin endpoint", "err", err)
+		return exitFail
+	}
+	defer adm.close()
 	h, err := wsgi.New(wsgi.Options{
 		Dir:                  f.dir,
 		App:                  f.app,
@@ -342,6 +353,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitFail
 	}
 	tune()
+	adm.setHandlers(h)
 	// The handler answers 404 outside -prefix itself.
 	return serve(ctx, logger, wk.withLimits(f), f.listen, f.shutdownTimeout, h, h.Close, attrs...)
 }
@@ -379,6 +391,12 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 	if !f.set["max-rss"] {
 		f.maxRSS = cfg.MaxRSS
 	}
+	if !f.set["admin-addr"] {
+		f.adminAddr = cfg.AdminAddr
+	}
+	if !f.set["admin-public"] {
+		f.adminPublic = cfg.AdminPublic
+	}
 	f.logFormat = format
 	logger := newLogger(stderr, format, f.logLevel)
 	if f.listen, err = newListenConfig(f, cfg, logger); err != nil {
@@ -404,6 +422,12 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 	} else {
 		warnWorkerFlags(logger, f)
 	}
+	adm, err := openProcessAdmin(ctx, logger, f, wk)
+	if err != nil {
+		logger.Error("wsgi: cannot serve the admin endpoint", "err", err)
+		return exitFail
+	}
+	defer adm.close()
 	cfg.NoReload = wk != nil // its master restarts it instead
 	srv, err := config.NewServer(cfg, logger, nil)
 	if err != nil {
@@ -416,6 +440,7 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 		logMounted(logger, cfg) // once the apps have imported
 	}
 	tune()
+	adm.setHandlers(srv.Handlers()...)
 	return serve(ctx, logger, wk.withLimits(f), f.listen, f.shutdownTimeout, srv, srv.Close, attrs...)
 }
 

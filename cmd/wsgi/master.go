@@ -37,12 +37,13 @@ const (
 
 // A worker is one worker process, as the master sees it.
 type worker struct {
-	id       int // its slot, from 1
-	pid      int
-	cmd      *exec.Cmd
-	started  time.Time
-	readyAt  time.Time // zero until it said ready
-	stopping bool      // the master sent SIGTERM
+	id        int // its slot, from 1
+	pid       int
+	cmd       *exec.Cmd
+	started   time.Time
+	readyAt   time.Time // zero until it said ready
+	stopping  bool      // the master sent SIGTERM
+	adminSock string    // its admin endpoint's Unix socket; "" without -admin-addr
 }
 
 // A slot is one of the N workers: the one serving and, while it is being
@@ -84,6 +85,9 @@ type master struct {
 	rollCur  int // the slot being replaced by the rolling restart, or 0
 	stopping bool
 	exitCode int
+
+	stats *masterStats // the workers' starts, deaths and recycles
+	admin *masterAdmin // nil without -admin-addr
 }
 
 // runMaster binds f.listen's sockets (or takes systemd's) and serves it from f.workers worker processes
@@ -137,6 +141,7 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		done:    make(chan struct{}),
 		slots:   make([]*slot, n+1),
 		live:    map[*worker]bool{},
+		stats:   newMasterStats(),
 	}
 	defer func() {
 		close(m.done)
@@ -144,6 +149,16 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 			_ = f.Close()
 		}
 	}()
+	var stopAdmin func()
+	if m.admin, stopAdmin, err = openMasterAdmin(logger, f, m); err != nil {
+		logger.Error("wsgi: cannot serve the admin endpoint", "err", err)
+		return exitFail
+	}
+	defer stopAdmin()
+	var adminQuery chan chan adminState
+	if m.admin != nil {
+		adminQuery = m.admin.query
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -168,6 +183,8 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 			ctx = context.Background() // once
 			logger.Info("wsgi: shutting down; workers finish requests in flight", "grace", m.grace)
 			m.shutdown(exitOK)
+		case reply := <-adminQuery:
+			reply <- m.adminState()
 		case <-hup:
 			m.startRolling("SIGHUP")
 		case file := <-changed:
@@ -219,6 +236,10 @@ func (m *master) spawn(id int) (*worker, error) {
 	if len(m.cpus) > 0 {
 		cmd.Env = append(cmd.Env, envWorkerCPU+"="+strconv.Itoa(m.cpus[(id-1)%len(m.cpus)]))
 	}
+	sock := m.admin.socket(id)
+	if sock != "" {
+		cmd.Env = append(cmd.Env, envWorkerAdmin+"="+sock)
+	}
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = m.stderr
 	cmd.ExtraFiles = append(append([]*os.File(nil), m.files...), pw)
@@ -229,8 +250,9 @@ func (m *master) spawn(id int) (*worker, error) {
 		m.logger.Error("wsgi: cannot start a worker", "worker", id, "err", err)
 		return nil, err
 	}
-	w := &worker{id: id, pid: cmd.Process.Pid, cmd: cmd, started: time.Now()}
+	w := &worker{id: id, pid: cmd.Process.Pid, cmd: cmd, started: time.Now(), adminSock: sock}
 	m.live[w] = true
+	m.stats.starts.Inc()
 	m.logger.Debug("wsgi: worker started", "worker", id, "pid", w.pid)
 
 	crashc := make(chan string, 1)
@@ -337,6 +359,9 @@ func (m *master) retire(w *worker, reason string) {
 	}
 	m.logger.Info("wsgi: replacing worker", "worker", w.id, "pid", w.pid, "reason", reason)
 	s.next, _ = m.spawn(w.id)
+	if s.next != nil {
+		m.stats.recycles.WithLabelValues(reason).Inc()
+	}
 }
 
 // terminate sends SIGTERM: the worker stops accepting, finishes its
@@ -366,6 +391,12 @@ func (m *master) shutdown(code int) {
 // exited handles a worker process that has ended.
 func (m *master) exited(w *worker, st *os.ProcessState, crash string) {
 	delete(m.live, w)
+	if w.adminSock != "" {
+		_ = os.Remove(w.adminSock)
+	}
+	if clean := st.Success() || (w.readyAt.IsZero() && signaled(st, syscall.SIGTERM)); !w.stopping || !clean {
+		m.stats.deaths.WithLabelValues(deathCause(st)).Inc()
+	}
 	attrs := []any{"worker", w.id, "pid", w.pid, "how", howExited(st)}
 	if crash != "" {
 		attrs = append(attrs, "crash", crash)
@@ -489,6 +520,7 @@ func (m *master) rollStep() {
 			m.rolling = nil
 			return
 		}
+		m.stats.recycles.WithLabelValues("reload").Inc()
 		m.rollCur = id
 		return
 	}
