@@ -20,13 +20,16 @@ OTHER_PYTHONS ?= 3.10 3.12 3.13
 FUZZTIME ?= 200000x
 
 # prometheus: promtool, which checks the metrics exposition (metrics/; skipped without it).
-# curl: the TLS and HTTP/2 tests of cmd/wsgi (HTTP/1.1, HTTP/2, h2c).
 DEBS := python3-dev pkg-config gcc python3-flask python3-django python3-falcon \
 	python3-bottle python3-pyramid python3-uvloop python3-starlette python3-fastapi python3-quart \
-	python3-websockets prometheus curl
+	python3-websockets prometheus
+# The listener tests (cmd/wsgi): curl --unix-socket, systemd-analyze verify and
+# systemd-socket-activate, the Kubernetes example parsed by python3-yaml; the
+# TLS tests: curl over HTTP/1.1, HTTP/2 and h2c.
+DEBS += curl systemd python3-yaml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-cores bench-h2 bench-install build clean soak
+.PHONY: run browser-test test deps tools check unit race other-pythons fuzz-short fuzz bench bench-metrics bench-cores bench-h2 bench-install build clean soak
 
 # The demo of examples/: a Flask app at /flask/ and a Django app at
 # /django/ (see examples/README.md).
@@ -87,14 +90,29 @@ other-pythons:
 	done
 
 # The demo in headless Chromium (Debian's chromium, installed when
-# missing): logs into the Django admin, adds a post, finds it in the API.
+# missing): logs into the Django admin, adds a post, finds it in the API;
+# and the live view page (debugview) while requests are in flight.
 browser-test: deps
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing: chromium"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
 	}
-	WSGI_BROWSER_TEST=1 $(GO) test -count=1 -run Browser ./examples/...
+	WSGI_BROWSER_TEST=1 $(GO) test -count=1 -run Browser ./examples/... ./debugview/
+
+# What metrics and the live view cost the request path: hello in process
+# with them and without, 16 alternating runs (a process each, so that
+# neither is always the first in its process), compared by benchstat
+# (golang.org/x/perf/cmd/benchstat, installed when missing).
+bench-metrics:
+	@command -v benchstat >/dev/null 2>&1 || test -x $$($(GO) env GOPATH)/bin/benchstat || \
+		$(GO) install golang.org/x/perf/cmd/benchstat@latest
+	$(GO) test -c -o bin/wsgi.test .
+	for i in $$(seq 16); do for m in on off; do \
+		./bin/wsgi.test -test.run '^$$' -test.bench "HelloMetrics/metrics=$$m\$$" -test.benchtime 0.3s | grep Benchmark; \
+	done; done > bin/bench-metrics.txt
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" benchstat -col /metrics bin/bench-metrics.txt
+	./bin/wsgi.test -test.run '^$$' -test.bench 'Observe$$' -test.count 6 | grep Benchmark
 
 # Side by side over HTTP (bench/): cmd/wsgi, a Go net/http handler doing
 # the same work, gunicorn, uWSGI, waitress, mod_wsgi and uvicorn, each

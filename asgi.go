@@ -95,6 +95,7 @@ type asgiExchange struct {
 
 	// Filled by the loop's runner (Send, Done), under mu; drained by serve.
 	events    []asgiEvent
+	evbuf     [4]asgiEvent // events' first backing array: hello's start, body and done
 	startSeen bool
 	bodyDone  bool
 	trailers  bool
@@ -242,7 +243,7 @@ func (x *asgiExchange) startLocked(status int64, fields []string, trailers bool)
 	if err != nil {
 		return false, cpython.BadValue(err)
 	}
-	head, err := parseResponseHead(strconv.FormatInt(status, 10)+" ", fields)
+	head, err := parseASGIResponseHead(status, fields)
 	if err != nil {
 		return false, cpython.BadValue(err)
 	}
@@ -353,6 +354,7 @@ func (x *asgiExchange) Done(exc *cpython.Exception) {
 // request must keep its slot until rest returns.
 func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte, o *outcome) (abort bool, rest func()) {
 	x := &asgiExchange{loopConn: newLoopConn(h, g.asgi, w, r), bodyCh: make(chan bodyChunk, 1)}
+	x.events = x.evbuf[:0]
 	var first []byte
 	if r.ContentLength == 0 {
 		first = emptyRequestMessage
@@ -362,6 +364,9 @@ func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, s
 		x.deadline = time.Now().Add(d)
 	}
 	handle := cpython.Register(cpython.ASGIRequest(x))
+	if o.act != nil {
+		o.act.task.Store(uint64(handle)) // the live view finds its task by handle (host.py)
+	}
 	defer func() {
 		if rest == nil { // also after a panic of our own
 			x.conn.Release()
@@ -699,10 +704,10 @@ func (x *asgiExchange) sendFile(path string) {
 // finish reports how the request ended, after the app returned.
 func (x *asgiExchange) finish() (abort bool) {
 	x.gone.Store(true)
-	attrs := []any{"method", x.r.Method, "path", x.r.URL.Path}
+	var attrs []any // made only to log
 	var err error
 	if x.stalled && !x.sent {
-		x.h.cfg.logger.Info("wsgi: request body timed out", attrs...)
+		x.h.cfg.logger.Info("wsgi: request body timed out", "method", x.r.Method, "path", x.r.URL.Path)
 		x.h.m.bodyTimeouts.Add(1)
 		x.status = http.StatusRequestTimeout
 		// Close the connection: the rest of the body is not coming.
@@ -715,17 +720,19 @@ func (x *asgiExchange) finish() (abort bool) {
 		x.h.m.exceptions.Add(1)
 		pe := newPythonError(x.exc)
 		err = pe
-		attrs = append(attrs, "error", pe.Error(), "traceback", pe.Traceback)
+		attrs = []any{"error", pe.Error(), "traceback", pe.Traceback}
 	case !x.started:
 		err = errors.New("wsgi: the ASGI app returned without starting a response")
-		attrs = append(attrs, "error", err.Error())
 	case !x.finished && x.werr == nil:
 		err = errors.New("wsgi: the ASGI app returned before completing its response")
-		attrs = append(attrs, "error", err.Error())
 	}
 	if err == nil {
 		return x.shortBody()
 	}
+	if attrs == nil {
+		attrs = []any{"error", err.Error()}
+	}
+	attrs = append([]any{"method", x.r.Method, "path", x.r.URL.Path}, attrs...)
 	switch {
 	case x.werr != nil:
 		x.h.cfg.logger.Info("wsgi: client disconnected; the app stopped with an error", attrs...)
@@ -892,8 +899,14 @@ func buildScope(r *http.Request, prefix string, kind string, p peer, relative bo
 	}
 	e.Str("server")
 	e.List(2)
-	e.Str(name)
-	e.Int(int64(portNum))
+	if path, unix := unixSocket(r); unix {
+		// The spec's [path, None] for a Unix socket.
+		e.Str(path)
+		_ = e.Value(nil)
+	} else {
+		e.Str(name)
+		e.Int(int64(portNum))
+	}
 	e.Str("state")
 	e.Dict(0) // replaced by the lifespan state on the loop
 	if p.addr != "" {
@@ -1039,6 +1052,7 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request, o *outco
 	if o.status = h.admit(w, r); o.status != 0 {
 		return
 	}
+	o.act.setState(stateInPython)
 	g := h.current()
 	var abort bool
 	var rest func()
@@ -1065,8 +1079,11 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request, o *outco
 		// The task outlives the response: it keeps the slot (Stats
 		// counts it busy) and Shutdown waits for it.
 		h.inflight.Add(1)
+		act := o.act
+		act.hold() // the live view shows the task until it ends
 		go func() {
 			defer func() {
+				h.release(act, false)
 				g.unref()
 				<-h.slots
 				h.inflight.Done()

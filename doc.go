@@ -89,9 +89,10 @@
 // # ASGI
 //
 // With Options.Protocol "asgi" (or "auto" and an async callable) the app
-// is served as ASGI 3.0. Each app has one asyncio event loop (uvloop's
-// when uvloop is installed) run by an OS thread kept for it; every
-// request is a task on that loop, and Options.Threads (default 1024)
+// is served as ASGI 3.0. Each app has one asyncio event loop with no
+// thread of its own: the goroutine serving a request runs it, and a
+// driver goroutine runs timers, the app's sockets and callbacks from
+// other threads. Every request is a task on that loop, and Options.Threads (default 1024)
 // bounds requests in progress, WebSockets included. send() hands a
 // message to Go, which validates it and queues it for the request's
 // goroutine without waiting for the network; send() waits only while
@@ -151,10 +152,18 @@
 // # Metrics
 //
 // Handler.Metrics returns a snapshot of a handler's counters: requests
-// by method and status, duration and queue-wait histograms, the limits'
-// answers (503, 413, 408, 504), reloads, the app's exceptions, body bytes,
-// open WebSockets and ASGI tasks. The request path keeps them with
-// atomics, without locks or allocations. Handler.PythonGC reads the
+// by method and status, duration, queue-wait and GIL-wait histograms, the
+// limits' answers (503, 413, 408, 504), reloads, the app's exceptions,
+// body bytes, open WebSockets and ASGI tasks. The request path keeps them
+// with atomics, without allocations. Handler.PythonGC reads the
 // interpreter's garbage collector on demand. Package
 // github.com/gowsgi/wsgi/metrics exports both to Prometheus.
+//
+// # Live view
+//
+// Handler.Snapshot lists the requests in progress (method, path, client,
+// elapsed time, state) with the Python stack serving each: the thread's
+// for WSGI, the task's coroutine chain for ASGI. It takes the GIL once.
+// Package github.com/gowsgi/wsgi/debugview serves it as an HTML page and
+// as JSON.
 package wsgi

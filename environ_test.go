@@ -586,10 +586,19 @@ func TestBuildEnvironServer(t *testing.T) {
 		name: "remote without port",
 		req: func() *http.Request {
 			r := httptest.NewRequest("GET", "/", nil)
-			r.RemoteAddr = "@"
+			r.RemoteAddr = "192.0.2.9" // as middleware that strips the port leaves it
 			return r
 		},
-		want:   map[string]string{"REMOTE_ADDR": "@"},
+		want:   map[string]string{"REMOTE_ADDR": "192.0.2.9"},
+		absent: []string{"REMOTE_PORT"},
+	}, {
+		name: "unix socket peer",
+		req: func() *http.Request {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = "@" // net/http's RemoteAddr of an unnamed Unix-socket client
+			return r
+		},
+		want:   map[string]string{"REMOTE_ADDR": ""}, // as under gunicorn
 		absent: []string{"REMOTE_PORT"},
 	}})
 }

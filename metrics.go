@@ -30,6 +30,11 @@ type Metrics struct {
 	// seconds, including the waits that ended in a 503. A request that
 	// found a slot free counts as zero.
 	QueueWait Histogram
+	// GILWait is how long WSGI requests waited for the GIL when they
+	// started running the app, in seconds (taken in the C layer, around
+	// the GIL's acquisition). ASGI requests are not counted: their
+	// event loop holds the GIL for them.
+	GILWait Histogram
 
 	InFlight int // requests in ServeHTTP now
 	Threads  int // thread slots (Options.Threads)
@@ -95,7 +100,7 @@ type Histogram struct {
 }
 
 // DurationBounds are the upper bounds, in seconds, of the buckets of
-// Metrics.Duration and Metrics.QueueWait.
+// Metrics.Duration, Metrics.QueueWait and Metrics.GILWait.
 var DurationBounds = [...]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // boundNanos are DurationBounds as durations.
@@ -151,6 +156,7 @@ type counters struct {
 	requests  [len(MethodClasses)][numCodes]atomic.Uint64
 	duration  histogram
 	queueWait histogram
+	gilWait   histogram
 
 	// Requests in flight are those counted by Handler.requests (which
 	// ServeHTTP counts once the Handler is open) minus those done, but
@@ -179,6 +185,8 @@ type outcome struct {
 	status   int   // the status written; 0: none (net/http sends 200)
 	sent     int64 // response body bytes the app's response wrote
 	received int64 // request body bytes the app read
+
+	act *activeRequest // the live view's record; nil if unobserved
 }
 
 // methodClass is the index in MethodClasses of a request method.
@@ -247,6 +255,7 @@ func (h *Handler) Metrics() Metrics {
 	m := Metrics{
 		Duration:          duration,
 		QueueWait:         c.queueWait.snapshot(),
+		GILWait:           c.gilWait.snapshot(),
 		InFlight:          int(h.requests.Load() - done),
 		Threads:           h.cfg.threads,
 		Busy:              len(h.slots),

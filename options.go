@@ -136,8 +136,10 @@ type Options struct {
 	// TrustedProxies lists the networks ("10.0.0.0/8") or addresses of
 	// reverse proxies whose X-Forwarded-For, X-Forwarded-Proto and
 	// Forwarded headers are believed: from them, REMOTE_ADDR becomes the
-	// client's address and the scheme the client's. If nil, those headers
-	// change nothing (they still reach the app as HTTP_* keys).
+	// client's address and the scheme the client's. "unix" stands for
+	// every peer on a Unix socket (a proxy on the same host; the socket's
+	// permissions decide who may connect). If nil, those headers change
+	// nothing (they still reach the app as HTTP_* keys).
 	TrustedProxies []string
 
 	// MaxBodyBytes caps the request body. A declared Content-Length above

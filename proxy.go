@@ -17,21 +17,40 @@ type peer struct {
 	https bool
 }
 
-// directPeer is the connection's own peer.
+// directPeer is the connection's own peer. A client on a Unix socket has
+// no address (net/http's RemoteAddr is "@" or the client socket's path):
+// REMOTE_ADDR is then empty and REMOTE_PORT absent, as under gunicorn,
+// and the ASGI scope has no client, as under uvicorn.
 func directPeer(r *http.Request) peer {
 	p := peer{https: r.TLS != nil}
-	if host, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+	ra := r.RemoteAddr
+	if ra != "" && (ra[0] == '@' || ra[0] == '/') {
+		return p // a Unix socket's peer
+	}
+	if host, port, err := net.SplitHostPort(ra); err == nil {
 		p.addr, p.port = host, port
-	} else {
-		p.addr = r.RemoteAddr
+	} else if _, unix := unixSocket(r); !unix {
+		p.addr = ra
 	}
 	return p
+}
+
+// unixSocket returns the path of the Unix socket r came in on, if it
+// did (a PROXY header may have replaced the local address with a TCP
+// one: then not).
+func unixSocket(r *http.Request) (string, bool) {
+	a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.UnixAddr)
+	if !ok {
+		return "", false
+	}
+	return a.Name, true
 }
 
 // trustedProxies are the networks whose forwarding headers are believed.
 type trustedProxies []netip.Prefix
 
-// parseTrustedProxies reads CIDRs ("10.0.0.0/8") and single addresses.
+// parseTrustedProxies reads CIDRs ("10.0.0.0/8"), single addresses and
+// "unix" (check.Proxy).
 func parseTrustedProxies(list []string) (trustedProxies, error) {
 	var t trustedProxies
 	for _, s := range list {
@@ -42,6 +61,17 @@ func parseTrustedProxies(list []string) (trustedProxies, error) {
 		t = append(t, p)
 	}
 	return t, nil
+}
+
+// trustsUnix reports whether "unix" is in the list: every peer on a Unix
+// socket is a trusted proxy.
+func (t trustedProxies) trustsUnix() bool {
+	for _, p := range t {
+		if !p.IsValid() {
+			return true
+		}
+	}
+	return false
 }
 
 func (t trustedProxies) trusts(addr string) bool {
@@ -66,8 +96,13 @@ func (t trustedProxies) trusts(addr string) bool {
 // header itself.
 func (t trustedProxies) peer(r *http.Request) peer {
 	p := directPeer(r)
-	if len(t) == 0 || !t.trusts(p.addr) {
+	if len(t) == 0 {
 		return p
+	}
+	if !t.trusts(p.addr) {
+		if _, unix := unixSocket(r); !unix || p.addr != "" || !t.trustsUnix() {
+			return p
+		}
 	}
 	if fwd := r.Header.Values("Forwarded"); len(fwd) > 0 {
 		if client, proto, ok := t.fromForwarded(fwd); ok {

@@ -1,6 +1,9 @@
 package wsgi
 
 import (
+	"context"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -72,4 +75,67 @@ func TestTrustedProxies(t *testing.T) {
 	r := httptest.NewRequest("GET", "/", nil)
 	r.Header.Set("X-Forwarded-For", "1.2.3.4")
 	assert.Equal(t, "192.0.2.1", none.peer(r).addr, "no trusted proxies: headers change nothing")
+}
+
+// A client on a Unix socket has no address: REMOTE_ADDR is empty (as
+// under gunicorn) and there is no port, whatever net/http put in
+// RemoteAddr; a PROXY header's TCP address (set by the listener) counts.
+func TestUnixSocketPeer(t *testing.T) {
+	sock := &net.UnixAddr{Name: "/run/wsgi.sock", Net: "unix"}
+	tests := []struct {
+		name, remote string
+		local        net.Addr
+		addr, port   string
+	}{
+		{"unnamed client", "@", sock, "", ""},
+		{"bound client", "/tmp/client.sock", sock, "", ""},
+		{"empty", "", sock, "", ""},
+		{"PROXY header over the socket", "198.51.100.7:4711", sock, "198.51.100.7", "4711"},
+		{"tcp without port (set by middleware)", "198.51.100.7", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80}, "198.51.100.7", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, tt.local))
+			r.RemoteAddr = tt.remote
+			p := directPeer(r)
+			assert.Equal(t, tt.addr, p.addr)
+			assert.Equal(t, tt.port, p.port)
+		})
+	}
+}
+
+// "unix" in TrustedProxies trusts the forwarding headers of every peer on
+// a Unix socket, and of no TCP peer.
+func TestTrustedUnixPeers(t *testing.T) {
+	sock := &net.UnixAddr{Name: "/run/wsgi.sock", Net: "unix"}
+	tcp := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}
+	tests := []struct {
+		name    string
+		trusted []string
+		local   net.Addr
+		remote  string
+		addr    string
+		https   bool
+	}{
+		{"unix peer, unix trusted", []string{"unix"}, sock, "@", "198.51.100.9", true},
+		{"unix peer, networks only", []string{"127.0.0.1"}, sock, "@", "", false},
+		{"tcp peer, unix trusted only", []string{"unix"}, tcp, "127.0.0.1:5555", "127.0.0.1", false},
+		{"tcp peer, both", []string{"unix", "127.0.0.1"}, tcp, "127.0.0.1:5555", "198.51.100.9", true},
+		{"PROXY client over the socket is no proxy", []string{"unix"}, sock, "203.0.113.5:4711", "203.0.113.5", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			trusted, err := parseTrustedProxies(tt.trusted)
+			require.NoError(t, err)
+			r := httptest.NewRequest("GET", "/", nil)
+			r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, tt.local))
+			r.RemoteAddr = tt.remote
+			r.Header.Set("X-Forwarded-For", "198.51.100.9")
+			r.Header.Set("X-Forwarded-Proto", "https")
+			p := trusted.peer(r)
+			assert.Equal(t, tt.addr, p.addr)
+			assert.Equal(t, tt.https, p.https)
+		})
+	}
 }

@@ -81,6 +81,8 @@ type pyRequest struct {
 
 	ident atomic.Uint64 // the Python thread, for an interrupt; 0 until known
 
+	act *activeRequest // the live view's record; nil if unobserved
+
 	mu       sync.Mutex
 	answered bool          // ServeHTTP returned: only Python is left
 	pyDone   bool          // Python returned
@@ -162,13 +164,13 @@ func (p *pyRequest) finished() {
 // may be after ServeHTTP returned.
 func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ, o *outcome) (abort bool, lo *leftover) {
 	if h.cfg.requestTimeout == 0 && h.bodies.Load() >= inlineAfter {
-		p := pyRequest{h: h, inline: true}
+		p := pyRequest{h: h, inline: true, act: o.act}
 		defer func() { h.envs.Put(env); <-h.slots }() // even if our own code panics
 		h.run(w, r, env.bytes(), &p)
 		o.status, o.sent, o.received = p.result.status, p.result.sent, p.result.received
 		return p.result.abort, p.result.lo
 	}
-	p := &pyRequest{h: h, method: r.Method, path: r.URL.Path, settled: make(chan settlement, 1)}
+	p := &pyRequest{h: h, method: r.Method, path: r.URL.Path, settled: make(chan settlement, 1), act: o.act}
 	pw, pr := w, r
 	var gw *guardedWriter
 	var body *guardedBody
@@ -185,8 +187,10 @@ func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ
 		timer = time.AfterFunc(h.cfg.requestTimeout, p.expire)
 	}
 	h.inflight.Add(1) // the goroutine's own hold, released when Python is done
+	o.act.hold()
 	go func() {
 		defer h.inflight.Done()
+		defer h.release(p.act, false)
 		defer func() {
 			if timer != nil {
 				timer.Stop()

@@ -22,6 +22,7 @@ import (
 // body steps. Everything runs on the request's goroutine.
 type exchange struct {
 	h    *Handler
+	act  *activeRequest // the live view's record; nil if unobserved
 	w    http.ResponseWriter
 	r    *http.Request
 	ctrl *http.ResponseController // made on first flush
@@ -301,11 +302,13 @@ func (x *exchange) writeBody(p []byte, flush bool) error {
 	if len(p) == 0 {
 		return nil
 	}
+	x.act.setState(stateWriting)
 	n, err := x.w.Write(p)
 	x.written += int64(n)
 	if err == nil && flush {
 		err = x.flush()
 	}
+	x.act.setState(stateInPython)
 	if err != nil {
 		x.werr = err
 		return errClientGone

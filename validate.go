@@ -160,6 +160,23 @@ func parseResponseHeadInto(dst http.Header, status string, headers []string) (re
 	if err != nil {
 		return responseHead{}, err
 	}
+	return responseHeadOf(dst, code, headers)
+}
+
+// parseASGIResponseHead is parseResponseHead for an ASGI status, an int.
+func parseASGIResponseHead(status int64, headers []string) (responseHead, error) {
+	switch {
+	case status < 100 || status > 999:
+		return responseHead{}, fmt.Errorf("wsgi: invalid status %d: code must be 100..999", status)
+	case status < 200:
+		return responseHead{}, fmt.Errorf("wsgi: 1xx status %d cannot be a final response", status)
+	}
+	return responseHeadOf(nil, int(status), headers)
+}
+
+// responseHeadOf validates headers and makes the head of a response with
+// status code (already checked), reusing dst as parseResponseHeadInto does.
+func responseHeadOf(dst http.Header, code int, headers []string) (responseHead, error) {
 	if len(headers)%2 != 0 {
 		return responseHead{}, fmt.Errorf("wsgi: header list has odd length %d", len(headers))
 	}

@@ -51,6 +51,11 @@ type Handler struct {
 	bufs      sync.Pool // *[]byte, for list bodies copied out of Python
 	exchanges sync.Pool // *exchange
 
+	live liveList // requests in progress, for Snapshot
+	// unobserved: no metrics counted at ServeHTTP's end and no live view
+	// (set by the benchmark that measures what they cost).
+	unobserved bool
+
 	m counters // for Metrics; last, away from the fields above
 }
 
@@ -242,12 +247,24 @@ func (h *Handler) begin() bool {
 
 // ServeHTTP runs the app for one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := h.m.now()
 	var o outcome
+	if h.unobserved {
+		h.serve(w, r, &o)
+		return
+	}
+	start := h.m.now()
+	o.act = h.track(r, start)
 	// A function of its own: one more defer in serve, with its many
 	// returns, would cost all its defers their open coding.
-	defer h.m.done(r.Method, &o, start)
+	defer h.served(r.Method, &o, start)
 	h.serve(w, r, &o)
+}
+
+// served counts a request whose ServeHTTP returns, and drops its hold on
+// its live view record.
+func (h *Handler) served(method string, o *outcome, start time.Duration) {
+	h.m.done(method, o, start)
+	h.release(o.act, true)
 }
 
 // serve is ServeHTTP, filling in o what the metrics count.
@@ -305,6 +322,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, o *outcome) {
 		h.envs.Put(env)
 		return
 	}
+	o.act.setState(stateInPython)
 	abort, lo := h.runPython(w, r, env, o) // gives env and the slot back itself
 	if lo != nil && !lo.drain() {
 		abort = true
@@ -386,7 +404,12 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 	if !p.inline {
 		p.started(cpython.ThreadIdent())
 	}
+	x.act = p.act
 	var call cpython.Call
+	var thread *atomic.Uint64 // for the live view, stored by C as the app starts
+	if p.act != nil {
+		thread = &p.act.thread
+	}
 	var s settlement
 	ok := false
 	var first cpython.StepKind
@@ -414,7 +437,8 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 		x.reset(nil, nil, emptyRequest) // drop references before pooling
 		h.exchanges.Put(x)
 	}()
-	st := g.app.Start(&call, handle, env, *bufp)
+	st := g.app.Start(&call, handle, env, *bufp, thread)
+	h.m.gilWait.observe(st.GILWait)
 	first = st.Kind
 	s.abort = x.serve(&call, st, *bufp)
 	if !s.abort {

@@ -665,6 +665,29 @@ func (s *sampler) finish() (peak, procMax uint64) {
 
 const clockTicks = 100 // USER_HZ on Linux
 
+// contextSwitches sums the voluntary and involuntary context switches of
+// every thread of root's process tree (/proc/PID/task/TID/status). A
+// thread that ended takes its count with it; servers keep theirs.
+func contextSwitches(root int) uint64 {
+	var n uint64
+	for _, p := range treeOf(root) {
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(p.pid) + "/task")
+		for _, t := range tasks {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/task/" + t.Name() + "/status")
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+					c, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+					n += c
+				}
+			}
+		}
+	}
+	return n
+}
+
 func cpuDelta(before, after map[int]uint64) time.Duration {
 	var ticks uint64
 	for pid, a := range after {
@@ -751,6 +774,7 @@ type measurement struct {
 	wrkResult
 	peakRSS, procRSS uint64
 	cpuPerReq        time.Duration
+	cswPerReq        float64 // context switches of the server's threads per request
 }
 
 type cell struct {
@@ -788,9 +812,9 @@ func measure(ctx context.Context, e *env, s *server, w *workload, rep int) (meas
 			return measurement{}, fmt.Errorf("warm-up: %v", err)
 		}
 	}
-	before := smp.cpu()
+	before, cswBefore := smp.cpu(), contextSwitches(p.cmd.Process.Pid)
 	r, err := runWrk(ctx, e, w, port, *flagDur)
-	after := smp.cpu()
+	after, cswAfter := smp.cpu(), contextSwitches(p.cmd.Process.Pid)
 	peak, procMax := smp.finish()
 	if err != nil {
 		return measurement{}, err
@@ -801,6 +825,7 @@ func measure(ctx context.Context, e *env, s *server, w *workload, rep int) (meas
 	m := measurement{wrkResult: r, peakRSS: peak, procRSS: procMax}
 	if r.requests > 0 {
 		m.cpuPerReq = cpuDelta(before, after) / time.Duration(r.requests)
+		m.cswPerReq = float64(cswAfter-min(cswAfter, cswBefore)) / float64(r.requests)
 	}
 	return m, nil
 }
@@ -1060,6 +1085,7 @@ type result struct {
 	p50, p99         time.Duration
 	peakRSS, procRSS uint64
 	cpuPerReq        time.Duration
+	cswPerReq        float64
 	errs             wrkResult // error counts summed over the runs
 	requests         int
 	runs             int
@@ -1096,11 +1122,13 @@ func summarize(ss []*server, ws []*workload, cells map[string]*cell) map[string]
 			var rps []float64
 			var p50, p99, cpu []time.Duration
 			var rss, prss []uint64
+			var csw []float64
 			for _, m := range c.runs {
 				rps = append(rps, m.rps)
 				p50 = append(p50, m.p50)
 				p99 = append(p99, m.p99)
 				cpu = append(cpu, m.cpuPerReq)
+				csw = append(csw, m.cswPerReq)
 				rss = append(rss, m.peakRSS)
 				prss = append(prss, m.procRSS)
 				r.errs.read += m.read
@@ -1108,7 +1136,7 @@ func summarize(ss []*server, ws []*workload, cells map[string]*cell) map[string]
 				r.errs.non2xx += m.non2xx
 				r.requests += m.requests
 			}
-			r.rps, r.p50, r.p99, r.cpuPerReq = median(rps), median(p50), median(p99), median(cpu)
+			r.rps, r.p50, r.p99, r.cpuPerReq, r.cswPerReq = median(rps), median(p50), median(p99), median(cpu), median(csw)
 			r.peakRSS, r.procRSS = median(rss), median(prss)
 			r.rpsMin, r.rpsMax = slicesMin(rps), slicesMax(rps)
 		}
@@ -1212,7 +1240,8 @@ func report(e *env, ss []*server, ws []*workload, res map[string]*result, elapse
 		"median of %d repetitions interleaved round-robin over the servers. "+
 		"Peak RSS: the largest sum of VmRSS over the server's process tree, sampled every 100 ms "+
 		"(\"largest process\": the biggest single process, e.g. uWSGI's worker). CPU/req: utime+stime of the "+
-		"process tree over the measured run divided by the requests. \"vs Go\": req/s over the Go net/http "+
+		"process tree over the measured run divided by the requests; cs/req: the context switches of the tree's threads "+
+		"(voluntary and involuntary, /proc/PID/task/*/status) likewise. \"vs Go\": req/s over the Go net/http "+
 		"handler doing the same work; \"vs best peer\": over the fastest Python server on that workload. "+
 		"Errors: wrk's non-2xx answers and socket errors, summed over the repetitions; "+
 		"† wrk counts a read error for each answer that ends by closing the connection (uWSGI with `Connection: close` "+
@@ -1228,8 +1257,8 @@ func report(e *env, ss []*server, ws []*workload, res map[string]*result, elapse
 	}
 
 	b.WriteString("\n## Results\n\n")
-	b.WriteString("| workload | server | req/s | vs Go | vs best peer | p50 | p99 | peak RSS (tree) | largest process | CPU/req | errors |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| workload | server | req/s | vs Go | vs best peer | p50 | p99 | peak RSS (tree) | largest process | CPU/req | cs/req | errors |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, w := range ws {
 		for _, s := range ss {
 			r := res[w.key+"/"+s.key]
@@ -1241,7 +1270,7 @@ func report(e *env, ss []*server, ws []*workload, res map[string]*result, elapse
 				name = "**" + name + "**"
 			}
 			if r.runs == 0 {
-				fmt.Fprintf(&b, "| %s | %s | n/a: %s | | | | | | | | |\n", w.label, name, mdEscape(r.na))
+				fmt.Fprintf(&b, "| %s | %s | n/a: %s | | | | | | | | | |\n", w.label, name, mdEscape(r.na))
 				continue
 			}
 			rps := fmtRPS(r.rps)
@@ -1249,9 +1278,9 @@ func report(e *env, ss []*server, ws []*workload, res map[string]*result, elapse
 				rps = "**" + rps + "**"
 			}
 			errs := fmtErrors(r.errs)
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %.1f MiB | %.1f MiB | %s | %s |\n",
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %.1f MiB | %.1f MiB | %s | %.2f | %s |\n",
 				w.label, name, rps, fmtRatio(r.vsGo), fmtRatio(r.vsPeer), fmtDur(r.p50), fmtDur(r.p99),
-				mib(r.peakRSS), mib(r.procRSS), fmtCPU(r.cpuPerReq), errs)
+				mib(r.peakRSS), mib(r.procRSS), fmtCPU(r.cpuPerReq), r.cswPerReq, errs)
 		}
 	}
 	b.WriteString("\nHow each server was started (PORT a free port, MODULE the workload's app in bench/apps):\n\n")
@@ -1384,6 +1413,14 @@ func targets(ss []*server, ws []*workload, res map[string]*result) string {
 		{"10 MiB file_wrapper >= 0.9x Go", ratio("file10m", true, 0.9)},
 		{"ASGI hello >= 1.1x uvicorn", ratio("asgi-hello", false, 1.1)},
 		{"Starlette JSON >= 1.2x uvicorn", ratio("starlette", false, 1.2)},
+		{"FastAPI JSON >= 1.2x uvicorn", ratio("fastapi", false, 1.2)},
+		{"context switches per request on ASGI hello < 0.1", func(oursKey string) (string, bool, bool) {
+			ours := get("asgi-hello", oursKey)
+			if ours == nil {
+				return "", false, false
+			}
+			return fmt.Sprintf("%.3f", ours.cswPerReq), ours.cswPerReq < 0.1, true
+		}},
 		{"p99 no worse than the best peer's (the peer with the most req/s, each workload)", p99},
 		{"peak RSS <= uWSGI's single worker + 10 MiB", rss},
 	}

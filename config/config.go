@@ -7,16 +7,22 @@
 // is snake_case; a key the package does not know is an error, as is a value
 // of the wrong type. Durations are strings as time.ParseDuration reads
 // them ("30s", "1m"). Relative paths (dir, log_file, python_path,
-// virtualenv, auth.htpasswd, tls_cert, tls_key, acme_cache) are relative to the directory that holds the
-// file.
+// virtualenv, auth.htpasswd, a unix: addr, tls_cert, tls_key, acme_cache)
+// are relative to the directory that holds the file.
 //
-//	addr = "127.0.0.1:8080"   # host:port to listen on (the wsgi command's -addr wins)
+//	addr = "127.0.0.1:8080"   # host:port or unix:/path to listen on, or a list of them (the wsgi command's -addr wins)
+//	socket_mode = "0660"      # permissions of the Unix sockets of addr (octal); default: as the umask leaves them
+//	socket_owner = "www-data:www-data" # user[:group] owning the Unix sockets of addr; default: this process's
+//	proxy_protocol = true     # read a PROXY protocol header (v1 or v2) on each connection from proxy_protocol_from
+//	proxy_protocol_from = ["10.0.0.0/8"] # networks that must send one (Unix-socket peers always must); others must not
 //	access_log = true         # one log record per request; default false
 //	log_format = "json"       # "text" (default) or "json" (-log-format wins)
 //	workers = 4               # worker processes, or "auto" (one per CPU); default 1 (-workers wins)
 //	max_requests = 10000      # a worker is replaced after this many requests; 0 (default): never
 //	max_requests_jitter = 500 # plus a random 0..N, so that workers do not restart together
 //	max_rss = 512             # a worker is replaced above this resident size in MiB; 0 (default): never
+//	admin_addr = "127.0.0.1:9090" # /metrics, /healthz, /readyz, /debug/wsgi/, /debug/pprof/; default none (-admin-addr wins)
+//	admin_public = false      # allow an admin_addr other hosts can reach; default false (-admin-public wins)
 //	tls_cert = "cert.pem"     # serve HTTPS (HTTP/2 by ALPN) with this chain...
 //	tls_key = "key.pem"       # ...and key, reloaded when they change; default: no TLS
 //	h2c = false               # cleartext HTTP/2 (prior knowledge) behind a proxy; default false
@@ -44,7 +50,7 @@
 //	body_timeout = "20s"      # each read of the request body; default "60s", negative: none
 //	max_body = 10485760       # largest request body in bytes (413 above); 0 (default): no limit
 //	websocket_compression = "off" # permessage-deflate: "no-context-takeover" (default), "context-takeover", "off"
-//	trusted_proxies = ["10.0.0.0/8", "::1"] # proxies whose X-Forwarded-*/Forwarded are believed
+//	trusted_proxies = ["10.0.0.0/8", "::1"] # proxies whose X-Forwarded-*/Forwarded are believed ("unix": Unix-socket peers)
 //	python_path = ["lib"]     # added to sys.path after dir
 //	virtualenv = "venv"       # its site-packages is added after python_path
 //
@@ -105,10 +111,33 @@ import (
 
 // Config is a server of several apps: the contents of a config file.
 type Config struct {
-	// Addr is the host:port to listen on. If empty, the wsgi command's
-	// default (127.0.0.1:8080). A Server does not listen; only the command
-	// uses it.
-	Addr string `toml:"addr"`
+	// Addr lists the addresses to listen on: "host:port", or
+	// "unix:/path/to.sock" for a Unix socket. In a file, a string or an
+	// array of strings; a relative socket path is relative to the file's
+	// directory. If empty, the wsgi command's default
+	// (127.0.0.1:8080). A Server does not listen; only the command uses it.
+	Addr Addrs `toml:"addr"`
+
+	// SocketMode is the permission bits of the Unix sockets of Addr, in
+	// octal ("0660"). If empty, as the umask leaves them.
+	SocketMode string `toml:"socket_mode"`
+
+	// SocketOwner is "user[:group]" (names or numeric ids) owning the Unix
+	// sockets of Addr; changing the user needs privileges. If empty,
+	// this process's user and group.
+	SocketOwner string `toml:"socket_owner"`
+
+	// ProxyProtocol makes the wsgi command read a PROXY protocol header
+	// (v1 or v2) at the start of every connection from ProxyProtocolFrom
+	// or a Unix socket (required from them), and refuse one from any other
+	// peer; the client address in the header becomes the request's. If
+	// false, no header is read.
+	ProxyProtocol bool `toml:"proxy_protocol"`
+
+	// ProxyProtocolFrom lists the networks ("10.0.0.0/8") or addresses of
+	// the proxies that send a PROXY protocol header. If nil, only peers on
+	// a Unix socket.
+	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
 
 	// AccessLog logs one record per request of every app. If false, there
 	// is no access log.
@@ -140,6 +169,19 @@ type Config struct {
 	// is above this many MiB (checked every second), as MaxRequests does.
 	// Only with Workers above 1. If zero, never.
 	MaxRSS int `toml:"max_rss"`
+
+	// AdminAddr is the host:port where the wsgi command serves its admin
+	// endpoints: /metrics, /healthz, /readyz, the live view at
+	// /debug/wsgi/ and Go's /debug/pprof/. The command refuses an address
+	// that is not loopback unless AdminPublic is set. A Server does not
+	// listen; only the command uses it. If empty, none.
+	AdminAddr string `toml:"admin_addr"`
+
+	// AdminPublic lets AdminAddr be an address other hosts can reach. The
+	// admin endpoints show the requests in progress and profile the
+	// process: put them behind a firewall or a proxy that authenticates.
+	// If false, AdminAddr must be loopback.
+	AdminPublic bool `toml:"admin_public"`
 
 	// TLS, HTTP/2, HTTP/3 and automatic certificates: settings of the
 	// wsgi command only (a Server does not listen); each is the flag of
@@ -277,8 +319,8 @@ type App struct {
 
 	// TrustedProxies lists the networks ("10.0.0.0/8") or addresses of the
 	// reverse proxies whose X-Forwarded-For, X-Forwarded-Proto and
-	// Forwarded headers are believed (wsgi.Options.TrustedProxies). If
-	// nil, none.
+	// Forwarded headers are believed (wsgi.Options.TrustedProxies); "unix"
+	// stands for every peer on a Unix socket. If nil, none.
 	TrustedProxies []string `toml:"trusted_proxies"`
 
 	// PythonPath lists directories added to sys.path after Dir, in order
@@ -291,6 +333,16 @@ type App struct {
 	// checks that it has one for the linked Python). In a file, a relative
 	// path is relative to the file's directory. If empty, none.
 	Virtualenv string `toml:"virtualenv"`
+}
+
+// Addrs is a list of listening addresses. In a file it is a string (one
+// address) or an array of strings.
+type Addrs []string
+
+// UnmarshalText reads a single address.
+func (a *Addrs) UnmarshalText(b []byte) error {
+	*a = Addrs{string(b)}
+	return nil
 }
 
 // Workers is a number of worker processes: a count, or WorkersAuto. In a
@@ -448,6 +500,16 @@ func (c *Config) normalise(base string) {
 			*p = resolvePath(base, *p)
 		}
 	}
+	if c.Addr != nil {
+		addrs := make(Addrs, len(c.Addr))
+		for i, a := range c.Addr {
+			if path, ok := strings.CutPrefix(a, "unix:"); ok && path != "" {
+				a = "unix:" + resolvePath(base, path)
+			}
+			addrs[i] = a
+		}
+		c.Addr = addrs
+	}
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		a.Prefix, _ = cleanPrefix(a.Prefix)
@@ -497,13 +559,19 @@ func resolvePath(base, p string) string {
 // Expected types of the keys, for type errors. Keys of an app have no
 // "app." in front; "env.*" stands for every key of env.
 var keyTypes = map[string]string{
-	"addr":                    "a string",
+	"addr":                    "a string or an array of strings",
+	"socket_mode":             `a string (octal, such as "0660")`,
+	"socket_owner":            `a string ("user" or "user:group")`,
+	"proxy_protocol":          "a boolean",
+	"proxy_protocol_from":     "an array of strings",
 	"access_log":              "a boolean",
 	"log_format":              "a string",
 	"workers":                 `a positive integer or "auto"`,
 	"max_requests":            "an integer",
 	"max_requests_jitter":     "an integer",
 	"max_rss":                 "an integer (MiB)",
+	"admin_addr":              "a string",
+	"admin_public":            "a boolean",
 	"tls_cert":                "a string",
 	"tls_key":                 "a string",
 	"h2c":                     "a boolean",
@@ -841,9 +909,28 @@ func (v *validator) check(c *Config) {
 	default:
 		v.add("", -1, "log_format", `log_format %q must be "text" or "json"`, c.LogFormat)
 	}
-	if c.Addr != "" {
-		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-			v.add("", -1, "addr", "addr %q is not host:port", c.Addr)
+	for _, a := range c.Addr {
+		if path, ok := strings.CutPrefix(a, "unix:"); ok {
+			if path == "" {
+				v.add("", -1, "addr", "addr %q has no socket path", a)
+			}
+		} else if _, _, err := net.SplitHostPort(a); err != nil {
+			v.add("", -1, "addr", "addr %q is neither host:port nor unix:/path", a)
+		}
+	}
+	if c.SocketMode != "" {
+		if m, err := strconv.ParseUint(c.SocketMode, 8, 32); err != nil || m > 0o777 {
+			v.add("", -1, "socket_mode", "socket_mode %q is not octal permission bits such as \"0660\"", c.SocketMode)
+		}
+	}
+	if c.SocketOwner != "" {
+		if u, g, _ := strings.Cut(c.SocketOwner, ":"); u == "" && g == "" || strings.Contains(g, ":") {
+			v.add("", -1, "socket_owner", "socket_owner %q is not user[:group]", c.SocketOwner)
+		}
+	}
+	for _, p := range c.ProxyProtocolFrom {
+		if _, ok := check.Proxy(p); !ok {
+			v.add("", -1, "proxy_protocol_from", "proxy_protocol_from %q is neither an address nor a CIDR network", p)
 		}
 	}
 	if c.Workers < WorkersAuto {

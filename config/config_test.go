@@ -22,7 +22,7 @@ func TestLoadGoodFile(t *testing.T) {
 	td, err := filepath.Abs("testdata")
 	require.NoError(t, err)
 	want := &config.Config{
-		Addr:      "127.0.0.1:0",
+		Addr:      config.Addrs{"127.0.0.1:0"},
 		AccessLog: true,
 		LogFormat: "json",
 		Apps: []config.App{
@@ -73,6 +73,35 @@ func TestLoadDefaults(t *testing.T) {
 			Protocol: "wsgi", Static: "no",
 		}},
 	}, cfg)
+}
+
+// The listener keys: addr as a string or a list, the Unix socket's mode
+// and owner, the PROXY protocol.
+func TestLoadListenerKeys(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "site"), 0o755))
+	app := "[[app]]\nname = \"site\"\ndir = \"site\"\nmodule = \"app\"\n"
+	for _, tc := range []struct {
+		name, top string
+		want      config.Config
+	}{
+		{"one addr", `addr = "unix:/run/wsgi.sock"`, config.Config{Addr: config.Addrs{"unix:/run/wsgi.sock"}}},
+		{"relative socket path", `addr = "unix:run/wsgi.sock"`, config.Config{Addr: config.Addrs{"unix:" + filepath.Join(dir, "run", "wsgi.sock")}}},
+		{"addr list", `addr = ["127.0.0.1:8080", "unix:/run/wsgi.sock"]`,
+			config.Config{Addr: config.Addrs{"127.0.0.1:8080", "unix:/run/wsgi.sock"}}},
+		{"socket keys", "socket_mode = \"0660\"\nsocket_owner = \"www-data:www-data\"",
+			config.Config{SocketMode: "0660", SocketOwner: "www-data:www-data"}},
+		{"proxy protocol", "proxy_protocol = true\nproxy_protocol_from = [\"10.0.0.0/8\", \"::1\"]",
+			config.Config{ProxyProtocol: true, ProxyProtocolFrom: []string{"10.0.0.0/8", "::1"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load(writeFile(t, dir, tc.top+"\n"+app))
+			require.NoError(t, err)
+			got := *cfg
+			got.Apps, got.LogFormat = nil, ""
+			assert.Equal(t, tc.want, got)
+		})
+	}
 }
 
 // The keys for requests and sys.path, from the file to the app's Options;
@@ -239,7 +268,19 @@ module = "app"
 		{"max_rss negative", "max_rss = -512\n" + blog,
 			[]string{`apps.toml:1: max_rss -512 must not be negative`}},
 		{"addr", "addr = \"8080\"\n" + blog,
-			[]string{`apps.toml:1: addr "8080" is not host:port`}},
+			[]string{`apps.toml:1: addr "8080" is neither host:port nor unix:/path`}},
+		{"addr list", "addr = [\"127.0.0.1:8080\", \"unix:\", 8080]\n" + blog,
+			[]string{`apps.toml:1: "addr" must be a string or an array of strings, not an integer`}},
+		{"addr unix without path", "addr = [\"127.0.0.1:8080\", \"unix:\"]\n" + blog,
+			[]string{`apps.toml:1: addr "unix:" has no socket path`}},
+		{"socket_mode", "socket_mode = \"0999\"\n" + blog,
+			[]string{`apps.toml:1: socket_mode "0999" is not octal permission bits such as "0660"`}},
+		{"socket_mode integer", "socket_mode = 0o660\n" + blog,
+			[]string{`apps.toml:1: "socket_mode" must be a string (octal, such as "0660"), not an integer`}},
+		{"socket_owner", "socket_owner = \"a:b:c\"\n" + blog,
+			[]string{`apps.toml:1: socket_owner "a:b:c" is not user[:group]`}},
+		{"proxy_protocol_from", "proxy_protocol_from = [\"proxy.local\"]\n" + blog,
+			[]string{`apps.toml:1: proxy_protocol_from "proxy.local" is neither an address nor a CIDR network`}},
 		{"no apps", "addr = \"127.0.0.1:8080\"\n",
 			[]string{`apps.toml: no apps: add an [[app]] table`}},
 		{"several problems", "[[app]]\nname = \"blog\"\nprefix = \"x\"\ndir = \"nope\"\nthreads = -1\n",
@@ -347,7 +388,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{"two apps", config.Config{Apps: []config.App{blog, shop}}, ""},
 		{"root app", config.Config{Apps: []config.App{with(blog, func(a *config.App) { a.Prefix = "/" })}}, ""},
-		{"all settings", config.Config{Addr: ":8080", AccessLog: true, LogFormat: "json", Apps: []config.App{with(blog, func(a *config.App) {
+		{"all settings", config.Config{Addr: config.Addrs{":8080"}, AccessLog: true, LogFormat: "json", Apps: []config.App{with(blog, func(a *config.App) {
 			a.Protocol, a.Static, a.Debug, a.Threads = "auto", "always", true, 3
 			a.Env = map[string]string{"X": "1"}
 			a.Auth = &config.Auth{Htpasswd: filepath.Join(td, "users.htpasswd")}

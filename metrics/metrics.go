@@ -22,6 +22,7 @@
 //	wsgi_requests_total                         counter    app, method, code  requests served, by method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, other) and status code
 //	wsgi_request_duration_seconds               histogram  app                time to serve a request (ServeHTTP)
 //	wsgi_queue_wait_seconds                     histogram  app                time waiting for a Python thread slot (zero when one was free)
+//	wsgi_gil_wait_seconds                       histogram  app                time a WSGI request waited for the GIL to start the app (not ASGI: its event loop holds the GIL)
 //	wsgi_requests_in_flight                     gauge      app                requests being served
 //	wsgi_threads                                gauge      app                Python thread slots (Options.Threads)
 //	wsgi_threads_busy                           gauge      app                slots held, by requests and by work running on after a response
@@ -65,6 +66,7 @@ var (
 	requestsDesc     = desc("wsgi_requests_total", "Requests served, by method and status code.", "app", "method", "code")
 	durationDesc     = desc("wsgi_request_duration_seconds", "Time to serve a request.", "app")
 	queueWaitDesc    = desc("wsgi_queue_wait_seconds", "Time requests waited for a Python thread slot.", "app")
+	gilWaitDesc      = desc("wsgi_gil_wait_seconds", "Time WSGI requests waited for the GIL to start the app.", "app")
 	inFlightDesc     = desc("wsgi_requests_in_flight", "Requests being served.", "app")
 	threadsDesc      = desc("wsgi_threads", "Python thread slots.", "app")
 	busyDesc         = desc("wsgi_threads_busy", "Python thread slots held.", "app")
@@ -88,7 +90,7 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{
-	requestsDesc, durationDesc, queueWaitDesc, inFlightDesc, threadsDesc, busyDesc,
+	requestsDesc, durationDesc, queueWaitDesc, gilWaitDesc, inFlightDesc, threadsDesc, busyDesc,
 	rejectedDesc, tooLargeDesc, bodyTimeoutsDesc, timeoutsDesc, stuckDesc,
 	reloadsDesc, reloadFailDesc, exceptionsDesc, bodyInDesc, bodyOutDesc, webSocketsDesc, asgiTasksDesc,
 	gcCollectionsDesc, gcCollectedDesc, gcUncollectableDesc, gcObjectsDesc,
@@ -143,6 +145,7 @@ func collectHandler(ch chan<- prometheus.Metric, app string, m wsgi.Metrics) {
 	}
 	ch <- histogram(durationDesc, m.Duration, app)
 	ch <- histogram(queueWaitDesc, m.QueueWait, app)
+	ch <- histogram(gilWaitDesc, m.GILWait, app)
 	gauge(inFlightDesc, m.InFlight)
 	gauge(threadsDesc, m.Threads)
 	gauge(busyDesc, m.Busy)

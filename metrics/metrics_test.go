@@ -169,6 +169,7 @@ func TestWSGILimits(t *testing.T) {
 		`wsgi_response_body_bytes_total{app="limits"}`:                15,
 		`wsgi_request_duration_seconds_count{app="limits"}`:           7,
 		`wsgi_queue_wait_seconds_count{app="limits"}`:                 6, // all but the 413
+		`wsgi_gil_wait_seconds_count{app="limits"}`:                   5, // the requests that ran the app
 		`wsgi_app_exceptions_total{app="limits"}`:                     0,
 	})
 	assert.GreaterOrEqual(t, got[`wsgi_request_duration_seconds_sum{app="limits"}`], 0.3, "the 504 took RequestTimeout")

@@ -20,7 +20,7 @@ import (
 // listenerFile returns a duplicate of ln's socket as a File whose Fd does
 // not change its blocking mode. Call it before any worker runs: the
 // socket is in blocking mode while the File is made.
-func listenerFile(ln *net.TCPListener) (*os.File, error) {
+func listenerFile(ln syscall.Conn) (*os.File, error) {
 	rc, err := ln.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -56,7 +56,7 @@ type fdListener struct {
 	addr net.Addr
 }
 
-// newFDListener takes over descriptor fd, a listening TCP socket.
+// newFDListener takes over descriptor fd, a listening TCP or Unix socket.
 func newFDListener(fd int) (*fdListener, error) {
 	sa, err := syscall.Getsockname(fd)
 	if err != nil {
@@ -68,8 +68,10 @@ func newFDListener(fd int) (*fdListener, error) {
 		addr = &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
 	case *syscall.SockaddrInet6:
 		addr = &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+	case *syscall.SockaddrUnix:
+		addr = &net.UnixAddr{Name: sa.Name, Net: "unix"}
 	default:
-		return nil, fmt.Errorf("descriptor %d is not a TCP socket", fd)
+		return nil, fmt.Errorf("descriptor %d is not a TCP or Unix socket", fd)
 	}
 	syscall.CloseOnExec(fd)
 	if err := syscall.SetNonblock(fd, true); err != nil { // a socket from systemd may be blocking

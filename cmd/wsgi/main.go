@@ -7,9 +7,11 @@
 // (see package github.com/gowsgi/wsgi/config for the format); -addr,
 // -log-format, -workers and the recycling flags, when given, override the
 // file's addr, log_format, workers, max_requests, max_requests_jitter and
-// max_rss. The flags that describe one app (-dir, -max-body,
-// -request-timeout, ...) are refused with -config: each app sets them with
-// its keys in the file (dir, max_body, request_timeout, ...).
+// max_rss (and -socket-mode, -socket-owner and -proxy-protocol its
+// socket_mode, socket_owner and proxy_protocol). The flags that describe
+// one app (-dir, -max-body, -request-timeout, ...) are refused with
+// -config: each app sets them with its keys in the file (dir, max_body,
+// request_timeout, ...).
 //
 // -reload re-imports the app when a .py file under -dir changes; -debug
 // does that too and puts Python tracebacks in 500 responses, as the config
@@ -28,6 +30,12 @@
 // worker processes (this binary again) that share it, replaces a worker
 // that dies, and replaces workers one at a time on SIGHUP (new code) or
 // past -max-requests / -max-rss. See master.go.
+//
+// -addr repeats, and takes unix:/path/to.sock for a Unix socket
+// (-socket-mode, -socket-owner); sockets passed by systemd (socket
+// activation: LISTEN_PID, LISTEN_FDS) replace it. -proxy-protocol reads
+// PROXY protocol headers from -trusted-proxies. See listeners.go,
+// systemd.go, proxyproto.go and docs/deployment.md.
 package main
 
 import (
@@ -85,7 +93,6 @@ func main() {
 
 // flags holds the parsed command line.
 type flags struct {
-	addr            string
 	dir             string
 	app             string
 	module          string
@@ -111,7 +118,17 @@ type flags struct {
 	maxJitter       int
 	maxRSS          int
 	pinWorkers      bool
+	adminAddr       string
+	adminPublic     bool
 	set             map[string]bool // the flags given on the command line
+
+	// Listening: listeners.go, systemd.go, proxyproto.go.
+	addrs         addrList
+	socketMode    string
+	socketOwner   string
+	proxyProtocol bool
+	systemd       []systemdFD   // the sockets systemd passed, if any
+	listen        *listenConfig // built by run from the above and the config file
 
 	tls tlsOptions // TLS, HTTP/2, HTTP/3 and ACME (tls.go)
 }
@@ -147,7 +164,13 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		fmt.Fprintf(fs.Output(), "       wsgi [-addr host:port] -config FILE [flags]\n\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "`host:port` to listen on (port 0 picks a free port; the startup log shows it)")
+	f.addrs.addrs = []string{"127.0.0.1:8080"}
+	fs.Var(&f.addrs, "addr", "`host:port` or unix:/path/to.sock to listen on; repeat it to listen on several "+
+		"(port 0 picks a free port; the startup log shows it). Sockets passed by systemd (LISTEN_FDS) replace it")
+	fs.StringVar(&f.socketMode, "socket-mode", "", "permission bits of the unix sockets of -addr, in `octal` (0660); default: as the umask leaves them")
+	fs.StringVar(&f.socketOwner, "socket-owner", "", "`user[:group]` (names or ids) owning the unix sockets of -addr; changing the user needs privileges")
+	fs.BoolVar(&f.proxyProtocol, "proxy-protocol", false, "read a PROXY protocol header (v1 or v2) on each connection: required from -trusted-proxies "+
+		"(with -config: the file's proxy_protocol_from) and from unix-socket peers, refused from any other peer")
 	fs.StringVar(&f.dir, "dir", ".", "app `directory`, put first on sys.path")
 	fs.StringVar(&f.app, "app", "", "the app as `module:callable` (callable defaults to application)")
 	fs.StringVar(&f.module, "module", "", "module holding the app, instead of -app")
@@ -160,7 +183,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.wsCompression, "ws-compression", "", "WebSocket permessage-deflate: no-context-takeover (the default when empty), context-takeover or off")
 	fs.DurationVar(&f.bodyTimeout, "body-timeout", 0, "longest wait for each read of a request body (0 means the library default, 60s; negative: none)")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 0, "longest a request may take before the client gets 504 (0 means none)")
-	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated `networks` (CIDRs or addresses) whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed")
+	fs.StringVar(&f.trustedProxies, "trusted-proxies", "", "comma-separated `networks` (CIDRs or addresses; unix: every peer on a unix socket) whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed "+
+		"(and, with -proxy-protocol, that must send a PROXY header)")
 	fs.BoolVar(&f.debug, "debug", false, "development: put Python tracebacks in 500 responses (never where strangers can reach the app) and reload as -reload")
 	fs.BoolVar(&f.reload, "reload", false, "development: re-import the app when a .py file under -dir changes (requests in flight finish on the old code)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -172,8 +196,12 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.BoolVar(&f.pinWorkers, "pin-workers", true, "with -workers: pin each worker to one CPU of those the command may use, round robin "+
 		"(Python threads of one process on several CPUs fight over its GIL; see docs/workers.md)")
 	fs.IntVar(&f.maxRSS, "max-rss", 0, "with -workers: replace a worker whose resident memory is above this many `MiB` (0 means never)")
+	fs.StringVar(&f.adminAddr, "admin-addr", "", "`host:port` of the admin endpoint: /metrics, /healthz, /readyz, the live view at /debug/wsgi/ and /debug/pprof/ "+
+		"(empty: none; with -workers it covers every worker)")
+	fs.BoolVar(&f.adminPublic, "admin-public", false, "allow an -admin-addr that is not loopback (the live view shows clients' requests; pprof profiles the process)")
 	fs.BoolVar(&f.version, "version", false, "print the Python version and executable, then exit")
-	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr, -log-format, -workers and the recycling flags override its settings; "+
+	fs.StringVar(&f.config, "config", "", "serve the apps of a TOML `file` instead of one app from the flags; -addr, -socket-mode, -socket-owner, -proxy-protocol, -log-format, -workers and "+
+		"the recycling flags override its settings; "+
 		"the flags that describe one app (-dir, -threads, -max-body, the timeouts, -trusted-proxies, ...) are refused: set the app's keys in the file")
 	f.tls.register(fs) // tls.go
 
@@ -225,9 +253,21 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	case f.maxRSS < 0:
 		return nil, usageErr("-max-rss must not be negative")
 	}
+	// Listening: the values the flags give are checked here, the file's
+	// once it is loaded.
+	if f.socketMode != "" {
+		if _, err := parseSocketMode(f.socketMode); err != nil {
+			return nil, usageErr("-socket-mode: %v", err)
+		}
+	}
 	if f.config == "" { // with -config, once the file's keys are in (runConfig)
 		if err := f.tls.check(); err != nil {
 			return nil, usageErr("%s", err)
+		}
+	}
+	if f.socketOwner != "" {
+		if _, _, err := parseSocketOwner(f.socketOwner); err != nil {
+			return nil, usageErr("-socket-owner: %v", err)
 		}
 	}
 	return &f, nil
@@ -257,6 +297,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitFail
 	}
+	if wk == nil {
+		// Before the app imports: it may start subprocesses.
+		if f.systemd, err = takeSystemdFDs(); err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitFail
+		}
+	}
 	if f.config != "" {
 		return runConfig(ctx, f, args, wk, stderr)
 	}
@@ -274,6 +321,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		"prefix", f.prefix,
 		"protocol", f.protocol,
 	}
+	if f.listen, err = newListenConfig(f, nil, logger); err != nil {
+		logger.Error("wsgi: bad listener settings", "err", err)
+		return exitFail
+	}
 	if wk == nil && f.workers.Count() > 1 {
 		var watch []string
 		if f.debug || f.reload {
@@ -286,6 +337,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	} else {
 		warnWorkerFlags(logger, f)
 	}
+	adm, err := openProcessAdmin(ctx, logger, f, wk)
+	if err != nil {
+		logger.Error("wsgi: cannot serve the admin endpoint", "err", err)
+		return exitFail
+	}
+	defer adm.close()
 	sec, err := newSecure(&f.tls, logger, wk != nil) // tls.go
 	if err != nil {
 		logger.Error("wsgi: cannot serve tls", "err", err)
@@ -313,9 +370,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		logLoadError(logger, stderr, f.logFormat == "json", err)
 		return exitFail
 	}
-	tune(h)
+	tune()
+	adm.setHandlers(h)
 	// The handler answers 404 outside -prefix itself.
-	return serve(ctx, logger, wk.withLimits(f), sec, f.addr, f.shutdownTimeout, h, h.Close, attrs...)
+	return serve(ctx, logger, wk.withLimits(f), sec, f.listen, f.shutdownTimeout, h, h.Close, attrs...)
 }
 
 // warnWorkerFlags warns about recycling settings that only workers use.
@@ -334,12 +392,9 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 		logConfigError(newLogger(stderr, f.logFormat, f.logLevel), stderr, f.logFormat == "json", f.config, err)
 		return exitFail
 	}
-	format, addr := cfg.LogFormat, cfg.Addr
+	format := cfg.LogFormat
 	if f.set["log-format"] || format == "" {
 		format = f.logFormat
-	}
-	if f.set["addr"] || addr == "" {
-		addr = f.addr
 	}
 	// The command line wins over the file, as for addr.
 	if !f.set["workers"] && cfg.Workers != 0 {
@@ -354,8 +409,18 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 	if !f.set["max-rss"] {
 		f.maxRSS = cfg.MaxRSS
 	}
-	f.addr, f.logFormat = addr, format
+	if !f.set["admin-addr"] {
+		f.adminAddr = cfg.AdminAddr
+	}
+	if !f.set["admin-public"] {
+		f.adminPublic = cfg.AdminPublic
+	}
+	f.logFormat = format
 	logger := newLogger(stderr, format, f.logLevel)
+	if f.listen, err = newListenConfig(f, cfg, logger); err != nil {
+		logger.Error("wsgi: bad listener settings", "err", err)
+		return exitFail
+	}
 	// TLS, HTTP/2, HTTP/3 and ACME keys (tls.go); their flags win.
 	f.tls.fromConfig(cfg, f.set)
 	if err := f.tls.check(); err != nil {
@@ -381,6 +446,12 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 	} else {
 		warnWorkerFlags(logger, f)
 	}
+	adm, err := openProcessAdmin(ctx, logger, f, wk)
+	if err != nil {
+		logger.Error("wsgi: cannot serve the admin endpoint", "err", err)
+		return exitFail
+	}
+	defer adm.close()
 	cfg.NoReload = wk != nil // its master restarts it instead
 
 	sec, err := newSecure(&f.tls, logger, wk != nil) // tls.go
@@ -398,8 +469,9 @@ func runConfig(ctx context.Context, f *flags, args []string, wk *workerConn, std
 	} else {
 		logMounted(logger, cfg) // once the apps have imported
 	}
-	tune(srv.Handlers()...)
-	return serve(ctx, logger, wk.withLimits(f), sec, addr, f.shutdownTimeout, srv, srv.Close, attrs...)
+	tune()
+	adm.setHandlers(srv.Handlers()...)
+	return serve(ctx, logger, wk.withLimits(f), sec, f.listen, f.shutdownTimeout, srv, srv.Close, attrs...)
 }
 
 // logMounted logs where each app of cfg is mounted.
@@ -432,13 +504,13 @@ func newLogger(stderr io.Writer, format string, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, opts))
 }
 
-// serve listens on addr and serves h until ctx is done, then shuts down
-// gracefully and closes the apps with closeApps. attrs describe the apps
-// in the startup record. In a worker process (wk not nil) it serves the
-// master's listening sockets instead, and tells the master once it
+// serve listens as lc says and serves h until ctx is done, then shuts
+// down gracefully and closes the apps with closeApps. attrs describe the
+// apps in the startup record. In a worker process (wk not nil) it serves
+// the master's listening sockets instead, and tells the master once it
 // serves. sec adds TLS, HTTP/2 and HTTP/3 (tls.go), if not nil. It
 // returns the process exit code.
-func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, sec *secure, addr string, grace time.Duration,
+func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, sec *secure, lc *listenConfig, grace time.Duration,
 	h http.Handler, closeApps func() error, attrs ...any) int {
 	var lns []net.Listener
 	if wk != nil {
@@ -450,14 +522,18 @@ func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, sec *secure
 	} else {
 		// Listen only once the apps have imported, so that a broken app
 		// never accepts (and fails) connections.
-		ln, err := net.Listen("tcp", addr)
+		var removeSockets func()
+		var err error
+		lns, removeSockets, err = lc.listen(logger)
 		if err != nil {
-			logger.Error("wsgi: cannot listen", "addr", addr, "err", err)
+			logger.Error("wsgi: cannot listen", "addr", strings.Join(lc.addrs, ","), "err", err)
 			_ = closeApps()
 			return exitFail
 		}
-		lns = []net.Listener{ln}
+		defer removeSockets()
 	}
+	listening := addrsAttrs(lns)
+	lns = lc.wrap(lns)
 
 	srv := &http.Server{
 		Handler:           h,
@@ -472,7 +548,7 @@ func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, sec *secure
 		_ = closeApps()
 		return exitFail
 	}
-	attrs = append([]any{"addr", lns[0].Addr().String()}, attrs...)
+	attrs = append(listening, attrs...)
 	attrs = append(attrs, secAttrs...)
 	attrs = append(attrs, "python", pythonRelease())
 	errc := make(chan error, len(lns))
@@ -610,10 +686,9 @@ func splitList(s string) []string {
 // apps' objects live in Python's heap), so the smaller heap goal costs no
 // measurable req/s or p99 and saves ~2 MiB of peak RSS (hello: 26-28 ->
 // 25-26 MiB). ASGI apps once needed a second P and GC percent 100 for
-// their loop thread's calls into Go; the loop has no thread now, and on
-// one CPU a second P only spins (ASGI hello ... ).
-func tune(hs ...*wsgi.Handler) {
-	_ = hs
+// their loop thread's calls into Go; the loop has no thread now
+// (RATIONALE.md), and on one CPU a second P only spins.
+func tune() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -38,12 +37,13 @@ const (
 
 // A worker is one worker process, as the master sees it.
 type worker struct {
-	id       int // its slot, from 1
-	pid      int
-	cmd      *exec.Cmd
-	started  time.Time
-	readyAt  time.Time // zero until it said ready
-	stopping bool      // the master sent SIGTERM
+	id        int // its slot, from 1
+	pid       int
+	cmd       *exec.Cmd
+	started   time.Time
+	readyAt   time.Time // zero until it said ready
+	stopping  bool      // the master sent SIGTERM
+	adminSock string    // its admin endpoint's Unix socket; "" without -admin-addr
 }
 
 // A slot is one of the N workers: the one serving and, while it is being
@@ -85,9 +85,12 @@ type master struct {
 	rollCur  int // the slot being replaced by the rolling restart, or 0
 	stopping bool
 	exitCode int
+
+	stats *masterStats // the workers' starts, deaths and recycles
+	admin *masterAdmin // nil without -admin-addr
 }
 
-// runMaster binds f.addr and serves it from f.workers worker processes
+// runMaster binds f.listen's sockets (or takes systemd's) and serves it from f.workers worker processes
 // until ctx is done. It imports no Python. attrs describe the apps in
 // the startup record. A change to a .py file under one of the watch
 // directories (-reload, -debug) replaces the workers, as SIGHUP does. It
@@ -99,27 +102,37 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		logger.Error("wsgi: cannot find this executable to start workers", "err", err)
 		return exitFail
 	}
-	ln, err := net.Listen("tcp", f.addr)
+	lns, removeSockets, err := f.listen.listen(logger)
 	if err != nil {
-		logger.Error("wsgi: cannot listen", "addr", f.addr, "err", err)
+		logger.Error("wsgi: cannot listen", "addr", strings.Join(f.listen.addrs, ","), "err", err)
 		return exitFail
 	}
-	addr := ln.Addr().String()
+	defer removeSockets() // after the workers are gone (deferred first, runs last)
+	listening := addrsAttrs(lns)
 	// TLS and ACME (acme.go): the key pair is checked once, here; the
 	// master is the only ACME client of its workers.
-	stopTLS, err := masterTLS(ctx, logger, &f.tls, ln.Addr())
+	stopTLS, err := masterTLS(ctx, logger, &f.tls, lns[0].Addr())
 	if err != nil {
-		_ = ln.Close()
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
 		logger.Error("wsgi: cannot serve tls", "err", err)
 		return exitFail
 	}
 	defer stopTLS()
 	attrs = append(attrs, f.tls.logAttrs()...)
-	file, err := listenerFile(ln.(*net.TCPListener))
-	_ = ln.Close() // the duplicate in file keeps the socket open
-	if err != nil {
-		logger.Error("wsgi: cannot pass the listening socket to workers", "err", err)
-		return exitFail
+	var files []*os.File
+	for _, ln := range lns {
+		file, err := listenerFile(ln.(syscall.Conn))
+		_ = ln.Close() // the duplicate in file keeps the socket open
+		if err != nil {
+			logger.Error("wsgi: cannot pass the listening socket to workers", "err", err)
+			for _, f := range files {
+				_ = f.Close()
+			}
+			return exitFail
+		}
+		files = append(files, file)
 	}
 	var cpus []int
 	if f.pinWorkers {
@@ -133,13 +146,14 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		stderr:  stderr,
 		exe:     exe,
 		args:    args,
-		files:   []*os.File{file},
+		files:   files,
 		grace:   f.shutdownTimeout,
 		events:  make(chan workerEvent),
 		respawn: make(chan int),
 		done:    make(chan struct{}),
 		slots:   make([]*slot, n+1),
 		live:    map[*worker]bool{},
+		stats:   newMasterStats(),
 	}
 	defer func() {
 		close(m.done)
@@ -147,11 +161,21 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 			_ = f.Close()
 		}
 	}()
+	var stopAdmin func()
+	if m.admin, stopAdmin, err = openMasterAdmin(logger, f, m); err != nil {
+		logger.Error("wsgi: cannot serve the admin endpoint", "err", err)
+		return exitFail
+	}
+	defer stopAdmin()
+	var adminQuery chan chan adminState
+	if m.admin != nil {
+		adminQuery = m.admin.query
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	logger.Info("wsgi: starting workers", "addr", addr, "workers", n, "pid", os.Getpid())
+	logger.Info("wsgi: starting workers", append(listening, "workers", n, "pid", os.Getpid())...)
 	for id := 1; id <= n; id++ {
 		m.slots[id] = &slot{}
 		w, err := m.spawn(id)
@@ -161,7 +185,7 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		}
 		m.slots[id].cur = w
 	}
-	serving := append([]any{"addr", addr, "workers", n, "pid", os.Getpid()}, attrs...)
+	serving := append(append(listening, "workers", n, "pid", os.Getpid()), attrs...)
 	changed := watchCode(logger, watch, m.done)
 
 	var kill <-chan time.Time
@@ -171,6 +195,8 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 			ctx = context.Background() // once
 			logger.Info("wsgi: shutting down; workers finish requests in flight", "grace", m.grace)
 			m.shutdown(exitOK)
+		case reply := <-adminQuery:
+			reply <- m.adminState()
 		case <-hup:
 			m.startRolling("SIGHUP")
 		case file := <-changed:
@@ -222,6 +248,10 @@ func (m *master) spawn(id int) (*worker, error) {
 	if len(m.cpus) > 0 {
 		cmd.Env = append(cmd.Env, envWorkerCPU+"="+strconv.Itoa(m.cpus[(id-1)%len(m.cpus)]))
 	}
+	sock := m.admin.socket(id)
+	if sock != "" {
+		cmd.Env = append(cmd.Env, envWorkerAdmin+"="+sock)
+	}
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = m.stderr
 	cmd.ExtraFiles = append(append([]*os.File(nil), m.files...), pw)
@@ -232,8 +262,9 @@ func (m *master) spawn(id int) (*worker, error) {
 		m.logger.Error("wsgi: cannot start a worker", "worker", id, "err", err)
 		return nil, err
 	}
-	w := &worker{id: id, pid: cmd.Process.Pid, cmd: cmd, started: time.Now()}
+	w := &worker{id: id, pid: cmd.Process.Pid, cmd: cmd, started: time.Now(), adminSock: sock}
 	m.live[w] = true
+	m.stats.starts.Inc()
 	m.logger.Debug("wsgi: worker started", "worker", id, "pid", w.pid)
 
 	crashc := make(chan string, 1)
@@ -340,6 +371,9 @@ func (m *master) retire(w *worker, reason string) {
 	}
 	m.logger.Info("wsgi: replacing worker", "worker", w.id, "pid", w.pid, "reason", reason)
 	s.next, _ = m.spawn(w.id)
+	if s.next != nil {
+		m.stats.recycles.WithLabelValues(reason).Inc()
+	}
 }
 
 // terminate sends SIGTERM: the worker stops accepting, finishes its
@@ -369,6 +403,12 @@ func (m *master) shutdown(code int) {
 // exited handles a worker process that has ended.
 func (m *master) exited(w *worker, st *os.ProcessState, crash string) {
 	delete(m.live, w)
+	if w.adminSock != "" {
+		_ = os.Remove(w.adminSock)
+	}
+	if clean := st.Success() || (w.readyAt.IsZero() && signaled(st, syscall.SIGTERM)); !w.stopping || !clean {
+		m.stats.deaths.WithLabelValues(deathCause(st)).Inc()
+	}
 	attrs := []any{"worker", w.id, "pid", w.pid, "how", howExited(st)}
 	if crash != "" {
 		attrs = append(attrs, "crash", crash)
@@ -492,6 +532,7 @@ func (m *master) rollStep() {
 			m.rolling = nil
 			return
 		}
+		m.stats.recycles.WithLabelValues("reload").Inc()
 		m.rollCur = id
 		return
 	}

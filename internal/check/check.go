@@ -28,10 +28,18 @@ func DottedName(s string) bool {
 	return true
 }
 
+// UnixPeers is the trusted proxy that stands for every peer on a Unix
+// socket.
+const UnixPeers = "unix"
+
 // Proxy reads a trusted proxy: a CIDR network ("10.0.0.0/8") or a single
-// address, surrounding spaces ignored.
+// address, surrounding spaces ignored, or "unix" (every peer on a Unix
+// socket), which gives the zero Prefix: it contains no address.
 func Proxy(s string) (netip.Prefix, bool) {
 	s = strings.TrimSpace(s)
+	if s == UnixPeers {
+		return netip.Prefix{}, true
+	}
 	if p, err := netip.ParsePrefix(s); err == nil {
 		return p.Masked(), true
 	}

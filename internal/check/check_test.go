@@ -27,8 +27,12 @@ func TestProxy(t *testing.T) {
 		assert.True(t, ok, s)
 		assert.Equal(t, netip.MustParsePrefix(want), p, s)
 	}
-	for _, s := range []string{"", "example.com", "10.0.0.0/33", "1.2.3"} {
+	for _, s := range []string{"", "example.com", "10.0.0.0/33", "1.2.3", "unix:", "UNIX"} {
 		_, ok := Proxy(s)
 		assert.False(t, ok, s)
 	}
+	p, ok := Proxy(" unix ")
+	assert.True(t, ok)
+	assert.False(t, p.IsValid(), "unix: the zero Prefix")
+	assert.False(t, p.Contains(netip.MustParseAddr("127.0.0.1")))
 }

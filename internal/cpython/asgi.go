@@ -44,6 +44,10 @@ type ASGI struct {
 	p     *C.wsgi_asgi
 	mu    sync.Mutex // the loop's lock: one holder runs the loop
 	armed time.Time  // under mu: when the driver wakes for a timer; zero: no timer
+	// Under mu: wsgi_asgi_step's results, here rather than on each
+	// caller's stack, whose variables would escape to the heap.
+	next C.double
+	err  C.wsgi_error
 
 	kick  chan struct{} // the driver has work: ready callbacks, an earlier timer
 	ready chan struct{} // the poller saw the selector readable
@@ -107,11 +111,10 @@ func pollable(epfd int) (*os.File, error) {
 // step runs one operation on the loop under its lock (see wsgi_asgi_step)
 // and wakes the driver when work is left that no one else will run.
 func (a *ASGI) step(kind C.int, h Handle, x, y []byte) error {
-	var next C.double
-	var e C.wsgi_error
 	a.mu.Lock()
-	rc := C.wsgi_asgi_step(a.p, kind, C.uintptr_t(h), cbytes(x), C.int64_t(len(x)), cbytes(y), C.int64_t(len(y)), &next, &e)
-	kick := rc != 0 || a.driverNeeded(float64(next))
+	rc := C.wsgi_asgi_step(a.p, kind, C.uintptr_t(h), cbytes(x), C.int64_t(len(x)), cbytes(y), C.int64_t(len(y)), &a.next, &a.err)
+	kick := rc != 0 || a.driverNeeded(float64(a.next))
+	e := a.err
 	a.mu.Unlock()
 	runtime.KeepAlive(x)
 	runtime.KeepAlive(y)

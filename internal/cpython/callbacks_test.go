@@ -80,7 +80,7 @@ func call(t *testing.T, app *App, req Request) string {
 	defer h.Release()
 	buf := make([]byte, 4096)
 	var c Call
-	st := app.Start(&c, h, nil, buf)
+	st := app.Start(&c, h, nil, buf, nil)
 	require.Equal(t, Done, st.Kind, "%+v", st.Err)
 	return string(buf[:st.Copied])
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -248,6 +249,8 @@ type Step struct {
 	Size   int64
 	// Err is the app's exception (Error), or close()'s (Done).
 	Err *Exception
+	// GILWait is how long Start waited for the GIL (Start's step only).
+	GILWait time.Duration
 }
 
 // Call is one request in progress. A Call's methods must run on one OS
@@ -265,8 +268,11 @@ func (c *Call) Live() bool { return c.req != nil }
 
 // Start builds the environ from env (the packed format of environ.go),
 // calls the app with the request registered as handle and returns its first step. A list body that
-// fits buf is copied there and the request ends at once (Done).
-func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte) Step {
+// fits buf is copied there and the request ends at once (Done). thread,
+// if not nil, receives the identifier of the Python thread serving the
+// request (threading.get_ident()) before the app is called: the live view
+// reads it while the app runs.
+func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte, thread *atomic.Uint64) Step {
 	var envp, bufp *C.char
 	if len(env) > 0 {
 		envp = (*C.char)(unsafe.Pointer(&env[0]))
@@ -275,7 +281,7 @@ func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte) Step {
 		bufp = (*C.char)(unsafe.Pointer(&buf[0]))
 	}
 	C.wsgi_req_start(a.p, C.uintptr_t(handle), envp, C.int64_t(len(env)), bufp,
-		C.int64_t(len(buf)), &c.req, &c.step)
+		C.int64_t(len(buf)), (*C.uint64_t)(unsafe.Pointer(thread)), &c.req, &c.step)
 	return c.result()
 }
 
@@ -303,7 +309,7 @@ func (c *Call) Finish() *Exception {
 
 func (c *Call) result() Step {
 	s := &c.step
-	st := Step{Kind: StepKind(s.kind)}
+	st := Step{Kind: StepKind(s.kind), GILWait: time.Duration(s.gil_wait_ns)}
 	switch st.Kind {
 	case Done:
 		c.req = nil
@@ -350,6 +356,23 @@ func Eval(src string) (string, error) {
 	var out *C.char
 	var e C.wsgi_error
 	if C.wsgi_eval(cs, &out, &e) != 0 {
+		return "", takeError(&e)
+	}
+	defer C.free(unsafe.Pointer(out))
+	return C.GoString(out), nil
+}
+
+// Stacks calls the host module's stacks(request) with the GIL taken once
+// and returns its answer: the Python stacks of requests in progress (see
+// host.py for the JSON formats).
+func Stacks(request string) (string, error) {
+	fn := C.CString("stacks")
+	defer C.free(unsafe.Pointer(fn))
+	arg := C.CString(request)
+	defer C.free(unsafe.Pointer(arg))
+	var out *C.char
+	var e C.wsgi_error
+	if C.wsgi_host_call_str(fn, arg, &out, &e) != 0 {
 		return "", takeError(&e)
 	}
 	defer C.free(unsafe.Pointer(out))

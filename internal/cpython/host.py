@@ -186,6 +186,83 @@ _install_gohost()
 _install_thread_app()
 
 
+# --- Live view -----------------------------------------------------------
+#
+# The Go side's Handler.Snapshot asks for the Python stacks of the requests
+# in progress in one call, with the GIL taken once: a WSGI request by the
+# identifier of the thread serving it, an ASGI request by its handle (the
+# task its connection runs in, found in its app's requests: nothing is
+# recorded per request for the view).
+
+import weakref
+
+_asgi_apps = weakref.WeakSet()  # every ASGIApp
+
+# The deepest stack reported, innermost frames kept.
+_STACK_LIMIT = 64
+
+
+def _frame_list(frames):
+    """[[file, line, function, source line], ...], outermost first, from
+    (frame, lineno) pairs innermost first. Source lines come from
+    linecache: a file is read once, then kept in memory."""
+    import linecache
+
+    out = []
+    for f, lineno in frames:
+        if len(out) >= _STACK_LIMIT:
+            break
+        code = f.f_code
+        line = linecache.getline(code.co_filename, lineno or 0).strip()
+        out.append([code.co_filename, lineno or 0, code.co_name, line])
+    out.reverse()
+    return out
+
+
+def _thread_frames(frame):
+    while frame is not None:
+        yield frame, frame.f_lineno
+        frame = frame.f_back
+
+
+def _task_frames(task):
+    """The frames of a task's coroutine chain, innermost first: where each
+    awaiting coroutine stands (Task.get_stack gives only the outermost
+    frame of a suspended task)."""
+    chain = []
+    coro = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            break
+        chain.append((frame, frame.f_lineno))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    chain.reverse()
+    return chain
+
+
+def stacks(request):
+    """request: JSON {"threads": [ident, ...], "tasks": [handle, ...]}.
+    Returns JSON {"threads": {ident: frames}, "tasks": {handle: frames}}
+    (see _frame_list), leaving out those not found."""
+    import json
+
+    want = json.loads(request)
+    current = sys._current_frames()
+    threads = {}
+    for ident in want.get("threads") or ():
+        frame = current.get(ident)
+        if frame is not None:
+            threads[str(ident)] = _frame_list(_thread_frames(frame))
+    tasks = {}
+    for handle in want.get("tasks") or ():
+        req = next((a.requests[handle] for a in list(_asgi_apps) if handle in a.requests), None)
+        task = req.task if req is not None else None
+        if task is not None and not task.done():
+            tasks[str(handle)] = _frame_list(_task_frames(task))
+    return json.dumps({"threads": threads, "tasks": tasks})
+
+
 def format_exception(exc):
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
@@ -450,18 +527,23 @@ class ASGIApp:
         self.lifespan_task = None
         self.lifespan_supported = True
         self.requests = {}  # handle -> Request, while its task runs
+        # What each connection's context starts from: the app's id, for
+        # gohost calls and log records of its tasks and their threads.
+        self.context = contextvars.Context()
+        self.context.run(current_app.set, app_id)
+        _asgi_apps.add(self)
 
     # Called by asgi.c with the loop entered on the calling thread.
 
     def start(self, handle, scope, first):
         """Starts a connection's task and runs its first step now."""
-        scope["state"] = dict(self.state)
+        scope["state"] = self.state.copy() if self.state else {}
         req = Request(handle, self.loop, first)
         self.requests[handle] = req
         coro = self._run(req, scope)
         # A context per connection, as uvicorn's tasks have: context
         # variables an app sets do not leak into the next request.
-        ctx = contextvars.Context()
+        ctx = self.context.copy()
         if _EAGER:
             req.task = asyncio.Task(coro, loop=self.loop, context=ctx, eager_start=True)
         else:
@@ -488,7 +570,6 @@ class ASGIApp:
         return self.loop.run_once()
 
     async def _run(self, req, scope):
-        current_app.set(self.app_id)
         current_request.set(req.handle)
         try:
             await self.app(scope, req.receive, req.send)

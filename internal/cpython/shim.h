@@ -54,6 +54,7 @@ typedef struct {
     int64_t offset;      // FILE: where the file object stood (tell())
     int64_t size;        // FILE: st_size
     wsgi_error err;
+    int64_t gil_wait_ns; // wsgi_req_start only: how long taking the GIL took
 } wsgi_step;
 
 // Starts CPython once per process, with Python's signal handlers off, runs
@@ -84,8 +85,10 @@ void wsgi_app_free(wsgi_app *app, int collect);
 // body. A list or tuple body that fits buf is copied there and the request
 // is finished at once (DONE, *reqp = NULL). Otherwise *reqp is a live
 // request that wsgi_req_next steps and wsgi_req_finish ends.
+// thread, if not NULL, receives the serving thread's Python identifier
+// (an atomic store) before the app is called.
 void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env,
-                    int64_t envlen, char *buf, int64_t bufcap,
+                    int64_t envlen, char *buf, int64_t bufcap, uint64_t *thread,
                     wsgi_req **reqp, wsgi_step *step);
 
 // Takes the next body chunk. On exhaustion the request is finished (DONE,
@@ -150,6 +153,10 @@ void wsgi_interrupt(unsigned long ident, int set);
 
 // Calls fn(arg) of the host helper module (host.py) under the GIL.
 int wsgi_host_call(const char *fn, const char *arg, wsgi_error *err);
+
+// Calls fn(arg) of the host helper module under the GIL, taken once, and
+// returns its str result via out (malloc'd); -1 with err set on failure.
+int wsgi_host_call_str(const char *fn, const char *arg, char **out, wsgi_error *err);
 
 // Runs a few lines of Python in __main__ under the GIL (tests and the
 // command's diagnostics). Returns the str() of the value of the last

@@ -4,6 +4,7 @@ package cpython
 
 import (
 	"errors"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -62,14 +63,15 @@ const (
 
 // Step is the outcome of Start or Next.
 type Step struct {
-	Kind   StepKind
-	Data   []byte
-	Views  [][]byte
-	Copied int
-	FD     int
-	Offset int64
-	Size   int64
-	Err    *Exception
+	Kind    StepKind
+	Data    []byte
+	Views   [][]byte
+	Copied  int
+	FD      int
+	Offset  int64
+	Size    int64
+	Err     *Exception
+	GILWait time.Duration
 }
 
 // Call is one request in progress.
@@ -79,7 +81,7 @@ type Call struct{}
 func (c *Call) Live() bool { return false }
 
 // Start fails without cgo.
-func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte) Step {
+func (a *App) Start(c *Call, handle Handle, env []byte, buf []byte, thread *atomic.Uint64) Step {
 	return Step{Kind: Error, Err: &Exception{Type: "RuntimeError", Message: errNoCgo.Error()}}
 }
 
@@ -137,6 +139,9 @@ func ThreadIdent() uint64 { return 0 }
 
 // Interrupt does nothing without cgo.
 func Interrupt(ident uint64, set bool) {}
+
+// Stacks always fails without cgo.
+func Stacks(request string) (string, error) { return "", errNoCgo }
 
 // Finalize does nothing without cgo.
 func Finalize() error { return nil }
