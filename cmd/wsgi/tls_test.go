@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -355,4 +357,40 @@ func TestRedirectHTTPS(t *testing.T) {
 			assert.Equal(t, tc.location, w.Header().Get("Location"))
 		})
 	}
+}
+
+// TLS on the other listeners: a unix socket (curl --unix-socket over
+// HTTP/2), and a PROXY protocol header before the TLS handshake.
+func TestTLSUnixSocketAndProxyProtocol(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	certFile, keyFile := ca.issueValid(t, dir, 1)
+	app := []string{"-dir", testdata, "-app", "protocols", "-log-format", "json", "-tls-cert", certFile, "-tls-key", keyFile}
+
+	sock := filepath.Join(dir, "wsgi.sock")
+	p := start(t, nil, append([]string{"-addr", "unix:" + sock}, app...)...)
+	p.addr(t)
+	out := curl(t, "--http2", "--cacert", ca.pem, "--unix-socket", sock, "-w", "%{http_version}", "https://localhost/")
+	assert.Equal(t, "wsgi https HTTP/2.0\n2", out)
+	assert.Equal(t, 0, p.stop(t), p.stderr())
+
+	// The PROXY header comes first, in cleartext; TLS follows on the same connection.
+	p = start(t, nil, append([]string{"-addr", "127.0.0.1:0", "-proxy-protocol", "-trusted-proxies", "127.0.0.1/32"}, app...)...)
+	conn, err := net.DialTimeout("tcp", p.addr(t), 5*time.Second)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte("PROXY TCP4 203.0.113.7 127.0.0.1 40000 443\r\n"))
+	require.NoError(t, err)
+	tc := tls.Client(conn, &tls.Config{RootCAs: ca.pool, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	require.NoError(t, tc.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = tc.Write([]byte("GET /remote HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, "203.0.113.7 https\n", string(body))
+	assert.Equal(t, 0, p.stop(t), p.stderr())
 }

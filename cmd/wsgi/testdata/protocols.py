@@ -1,5 +1,6 @@
 """WSGI and ASGI apps for the TLS, HTTP/2 and HTTP/3 tests: GET answers
-with the scheme and protocol, /stream yields chunks, POST echoes the body;
+with the scheme and protocol, /remote with REMOTE_ADDR and the scheme,
+/stream yields chunks, POST echoes the body;
 the ASGI app echoes WebSocket text messages."""
 
 
@@ -8,6 +9,9 @@ def application(environ, start_response):
         body = environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))])
         return [body]
+    if environ["PATH_INFO"] == "/remote":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [("%s %s\n" % (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"])).encode()]
     if environ["PATH_INFO"] == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (b"chunk %d\n" % i for i in range(5))
