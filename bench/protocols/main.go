@@ -384,18 +384,23 @@ func report(wls []workload, results, cpu map[string][][]float64, load string) er
 		"%s per measurement after a %s warm-up, median of %d interleaved repetitions. Load average (1 min): %s; "+
 		"other jobs on the CPUs lower the rates, the CPU time per operation less so.\n\n",
 		*flagServerCPU, *flagConns, *flagStreams, *flagConns, *flagClientCPU, *flagDur, *flagWarmup, *flagReps, load)
-	b.WriteString("| workload | measured | reference | ratio | target | server CPU per op (measured / reference) |\n|---|---|---|---|---|---|\n")
+	b.WriteString("Ratios: the median of each repetition's pair (measured over reference; for CPU, reference over measured), " +
+		"each repetition's in parentheses.\n\n")
+	b.WriteString("| workload | measured (median) | reference (median) | ratio | target | server CPU per op (measured / reference) |\n|---|---|---|---|---|---|\n")
 	failed := false
 	for _, w := range wls {
 		a, r := median(results[w.key][0]), median(results[w.key][1])
-		ratio := a / r
+		// The ratio of each repetition's pair, run back to back under the
+		// same load, then their median.
+		ratio := median(ratios(results[w.key][0], results[w.key][1]))
 		verdict := "met"
 		if ratio < w.target {
 			verdict, failed = "**missed**", true
 		}
 		ca, cr := median(cpu[w.key][0]), median(cpu[w.key][1])
-		fmt.Fprintf(&b, "| %s | %s: %.0f %s | %s: %.0f %s | %.2fx | >= %.1fx, %s | %.1f / %.1f µs (%.2fx) |\n",
-			w.label, w.measure[0].name, a, w.unit, w.measure[1].name, r, w.unit, ratio, w.target, verdict, ca, cr, cr/ca)
+		fmt.Fprintf(&b, "| %s | %s: %.0f %s | %s: %.0f %s | %.2fx (%s) | >= %.1fx, %s | %.1f / %.1f µs (%.2fx; %s) |\n",
+			w.label, w.measure[0].name, a, w.unit, w.measure[1].name, r, w.unit, ratio, list(ratios(results[w.key][0], results[w.key][1])),
+			w.target, verdict, ca, cr, median(ratios(cpu[w.key][1], cpu[w.key][0])), list(ratios(cpu[w.key][1], cpu[w.key][0])))
 	}
 	fmt.Print("\n" + b.String())
 	if *flagOut != "" {
@@ -407,6 +412,24 @@ func report(wls []workload, results, cpu map[string][][]float64, load string) er
 		return errors.New("a target was missed")
 	}
 	return nil
+}
+
+// ratios are a[i]/b[i].
+func ratios(a, b []float64) []float64 {
+	out := make([]float64, min(len(a), len(b)))
+	for i := range out {
+		out[i] = a[i] / b[i]
+	}
+	return out
+}
+
+// list formats ratios as "0.81, 0.77".
+func list(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(s, ", ")
 }
 
 // loadAverage is the 1-minute load average, from /proc/loadavg.
