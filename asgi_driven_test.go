@@ -153,6 +153,13 @@ func TestASGIDrivenLoop(t *testing.T) {
 		}
 	})
 
+	t.Run("Subprocess", func(t *testing.T) {
+		for _, m := range parallel(t, 3, func(int) string { return "/subprocess" }) {
+			assert.Equal(t, "out\n", m["out"])
+			assert.Equal(t, 0.0, m["code"])
+		}
+	})
+
 	t.Run("StreamingWithTimers", func(t *testing.T) {
 		resp, err := client.Get(srv.URL + "/stream?n=5")
 		require.NoError(t, err)
