@@ -294,3 +294,15 @@ func TestASGIDrivenLoopVariants(t *testing.T) {
 		})
 	}
 }
+
+// TestASGIGILWaitCounted: each ASGI request's wait for its app's loop and
+// the GIL at its start is in Metrics().GILWait, as a WSGI request's wait
+// for the GIL is.
+func TestASGIGILWaitCounted(t *testing.T) {
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "asgi_driven:app", Protocol: "asgi"})
+	before := h.Metrics().GILWait.Count
+	for range 5 {
+		require.Equal(t, 200, do(h, "GET", "/hello", nil).Code)
+	}
+	assert.Equal(t, before+5, h.Metrics().GILWait.Count)
+}
