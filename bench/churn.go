@@ -175,9 +175,17 @@ func (c *churnRun) measure(ctx context.Context, e *env, s *server) error {
 			}
 		}
 	}()
+	// A SIGHUP during a rolling restart starts it over: one "done" line
+	// for both. doneBefore is the count when the last SIGHUP was sent.
+	doneBefore := make(chan int, 1)
 	if c.event == "SIGHUP" {
-		for _, at := range []time.Duration{d / 3, 2 * d / 3} {
-			timer := time.AfterFunc(at, func() { _ = syscall.Kill(master, syscall.SIGHUP) })
+		for i, at := range []time.Duration{d / 3, 2 * d / 3} {
+			timer := time.AfterFunc(at, func() {
+				if i == 1 {
+					doneBefore <- strings.Count(readFile(logPath), "wsgi: rolling restart done")
+				}
+				_ = syscall.Kill(master, syscall.SIGHUP)
+			})
 			defer timer.Stop()
 		}
 	}
@@ -188,9 +196,10 @@ func (c *churnRun) measure(ctx context.Context, e *env, s *server) error {
 		return err
 	}
 	if c.event == "SIGHUP" {
-		// The second restart may still be under way: let it end.
+		// The last restart may still be under way: let it end.
+		n := <-doneBefore
 		deadline := time.Now().Add(30 * time.Second)
-		for strings.Count(readFile(logPath), "wsgi: rolling restart done") < 2 && time.Now().Before(deadline) && !p.exited() {
+		for strings.Count(readFile(logPath), "wsgi: rolling restart done") <= n && time.Now().Before(deadline) && !p.exited() {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
