@@ -373,7 +373,8 @@ func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, s
 			handle.Release()
 		}
 	}()
-	conn, err := g.asgi.Start(handle, scope, first)
+	conn, wait, err := g.asgi.Start(handle, scope, first)
+	h.m.gilWait.observe(wait)
 	if err != nil {
 		o.status = http.StatusInternalServerError
 		h.internalError(w, err)
@@ -1069,7 +1070,7 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request, o *outco
 			h.internalError(w, g.err)
 		case kind == "websocket":
 			sw := &statusWriter{ResponseWriter: w}
-			h.serveASGIWebSocket(g, sw, r, scope)
+			h.serveASGIWebSocket(g, sw, r, scope, o.act)
 			o.status = sw.status
 		default:
 			abort, rest = h.serveASGI(g, w, r, scope, o)

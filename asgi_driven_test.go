@@ -153,6 +153,13 @@ func TestASGIDrivenLoop(t *testing.T) {
 		}
 	})
 
+	t.Run("Subprocess", func(t *testing.T) {
+		for _, m := range parallel(t, 3, func(int) string { return "/subprocess" }) {
+			assert.Equal(t, "out\n", m["out"])
+			assert.Equal(t, 0.0, m["code"])
+		}
+	})
+
 	t.Run("StreamingWithTimers", func(t *testing.T) {
 		resp, err := client.Get(srv.URL + "/stream?n=5")
 		require.NoError(t, err)
@@ -286,4 +293,16 @@ func TestASGIDrivenLoopVariants(t *testing.T) {
 				"PYTHONASYNCIODEBUG=1")
 		})
 	}
+}
+
+// TestASGIGILWaitCounted: each ASGI request's wait for its app's loop and
+// the GIL at its start is in Metrics().GILWait, as a WSGI request's wait
+// for the GIL is.
+func TestASGIGILWaitCounted(t *testing.T) {
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "asgi_driven:app", Protocol: "asgi"})
+	before := h.Metrics().GILWait.Count
+	for range 5 {
+		require.Equal(t, 200, do(h, "GET", "/hello", nil).Code)
+	}
+	assert.Equal(t, before+5, h.Metrics().GILWait.Count)
 }

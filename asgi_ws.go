@@ -203,11 +203,15 @@ func requestSubprotocols(r *http.Request) []string {
 
 var connectMessage = mustEncode(map[string]any{"type": "websocket.connect"})
 
-func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) {
+func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte, act *activeRequest) {
 	x := &wsExchange{loopConn: newLoopConn(h, g.asgi, w, r), in: make(chan wsIncoming), closeCode: 1000}
 	handle := cpython.Register(cpython.ASGIRequest(x))
 	defer handle.Release()
-	conn, err := g.asgi.Start(handle, scope, connectMessage)
+	if act != nil {
+		act.task.Store(uint64(handle)) // the live view finds its task by handle (host.py)
+	}
+	conn, wait, err := g.asgi.Start(handle, scope, connectMessage)
+	h.m.gilWait.observe(wait)
 	if err != nil {
 		h.internalError(w, err)
 		return

@@ -1,11 +1,13 @@
 package wsgi_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -92,6 +94,25 @@ func TestSnapshotShowsWhereRequestsWait(t *testing.T) {
 			require.True(t, waitFor(2*time.Second, func() bool { return len(h.Snapshot().Requests) == 0 }))
 		})
 	}
+}
+
+// TestSnapshotWebSocket: an open WebSocket is in the live view with its
+// task's stack.
+func TestSnapshotWebSocket(t *testing.T) {
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "liveview_asgi", Protocol: "asgi"})
+	srv := serve(t, h)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/socket", nil)
+	require.NoError(t, err)
+	var seen wsgi.ActiveRequest
+	assert.True(t, waitFor(5*time.Second, func() bool {
+		r, ok := findRequest(h.Snapshot(), "/socket")
+		seen = r
+		return ok && stackHas(r.Stack, "wait_in_websocket")
+	}), "the WebSocket's task waits in wait_in_websocket; last seen %+v", seen)
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	assert.True(t, waitFor(5*time.Second, func() bool { return len(h.Snapshot().Requests) == 0 }))
 }
 
 // TestSnapshotPastTimeout: a WSGI request past RequestTimeout got its 504

@@ -30,10 +30,10 @@ type Metrics struct {
 	// seconds, including the waits that ended in a 503. A request that
 	// found a slot free counts as zero.
 	QueueWait Histogram
-	// GILWait is how long WSGI requests waited for the GIL when they
-	// started running the app, in seconds (taken in the C layer, around
-	// the GIL's acquisition). ASGI requests are not counted: their
-	// event loop holds the GIL for them.
+	// GILWait is how long requests waited for the GIL when they started
+	// running the app, in seconds (taken in the C layer, around the GIL's
+	// acquisition); for an ASGI request, also the wait for its app's event
+	// loop, which another request's goroutine may be running.
 	GILWait Histogram
 
 	InFlight int // requests in ServeHTTP now

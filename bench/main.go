@@ -201,7 +201,8 @@ type env struct {
 	wsgiBin string
 	self    string
 	threads int
-	workers int // worker processes per server (-workers)
+	workers int         // worker processes per server (-workers)
+	churn   []*churnRun // workers replaced under load (churn.go)
 }
 
 // workerArgs is cmd/wsgi's flag for e.workers, or nothing for one.
@@ -970,8 +971,12 @@ func run() int {
 			}
 		}
 	}
-	elapsed := time.Since(started)
 	res := summarize(ss, ws, cells)
+	e.churn = measureChurn(ctx, e, ss, ws, res)
+	if ctx.Err() != nil {
+		return 130
+	}
+	elapsed := time.Since(started)
 	md := report(e, ss, ws, res, elapsed)
 	fmt.Print(md)
 	if *flagOut != "" {
@@ -1287,6 +1292,7 @@ func report(e *env, ss []*server, ws []*workload, res map[string]*result, elapse
 	for _, s := range ss {
 		fmt.Fprintf(&b, "- %s: `%s`\n", s.key, s.how)
 	}
+	b.WriteString(churnSection(e, e.churn))
 	return b.String()
 }
 
@@ -1501,6 +1507,7 @@ func workerTargets(e *env, ss []*server, ws []*workload, res map[string]*result)
 		}
 		row("a worker's peak RSS <= one process's + 2 MiB", m, len(over) == 0)
 	}
+	b.WriteString(churnTargets(e.churn))
 	return b.String()
 }
 

@@ -22,7 +22,7 @@
 //	wsgi_requests_total                         counter    app, method, code  requests served, by method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, other) and status code
 //	wsgi_request_duration_seconds               histogram  app                time to serve a request (ServeHTTP)
 //	wsgi_queue_wait_seconds                     histogram  app                time waiting for a Python thread slot (zero when one was free)
-//	wsgi_gil_wait_seconds                       histogram  app                time a WSGI request waited for the GIL to start the app (not ASGI: its event loop holds the GIL)
+//	wsgi_gil_wait_seconds                       histogram  app                time a request waited for the GIL to start the app (ASGI: and for its event loop)
 //	wsgi_requests_in_flight                     gauge      app                requests being served
 //	wsgi_threads                                gauge      app                Python thread slots (Options.Threads)
 //	wsgi_threads_busy                           gauge      app                slots held, by requests and by work running on after a response
@@ -66,7 +66,7 @@ var (
 	requestsDesc     = desc("wsgi_requests_total", "Requests served, by method and status code.", "app", "method", "code")
 	durationDesc     = desc("wsgi_request_duration_seconds", "Time to serve a request.", "app")
 	queueWaitDesc    = desc("wsgi_queue_wait_seconds", "Time requests waited for a Python thread slot.", "app")
-	gilWaitDesc      = desc("wsgi_gil_wait_seconds", "Time WSGI requests waited for the GIL to start the app.", "app")
+	gilWaitDesc      = desc("wsgi_gil_wait_seconds", "Time requests waited for the GIL (ASGI: and for the app's event loop) to start the app.", "app")
 	inFlightDesc     = desc("wsgi_requests_in_flight", "Requests being served.", "app")
 	threadsDesc      = desc("wsgi_threads", "Python thread slots.", "app")
 	busyDesc         = desc("wsgi_threads_busy", "Python thread slots held.", "app")

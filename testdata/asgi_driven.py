@@ -154,6 +154,14 @@ async def app(scope, receive, send):
         await writer.wait_closed()
         await reply(send, {"line": line.decode()})
 
+    elif path == "/subprocess":
+        # The child's pipes are the loop's I/O (the driver sees them); its
+        # exit comes through a child watcher (a thread, or a pidfd).
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", "sleep 0.02; echo out", stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        await reply(send, {"out": out.decode(), "code": proc.returncode})
+
     elif path == "/stream":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain")]})

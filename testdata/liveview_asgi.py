@@ -1,6 +1,7 @@
 """An ASGI app for the live view tests: GET /linger?S awaits up to S seconds
 in linger_in_asgi_view (until GET /release), so that a snapshot finds its
-task there; other paths answer at once."""
+task there; other paths answer at once. A WebSocket waits for its client's
+messages in wait_in_websocket."""
 
 import asyncio
 
@@ -17,8 +18,21 @@ async def linger_in_asgi_view(seconds):
         pass
 
 
+async def wait_in_websocket(receive):
+    """A WebSocket's task waits here for the client's messages."""
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
 async def application(scope, receive, send):
     global released
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await wait_in_websocket(receive)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]

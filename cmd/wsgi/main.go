@@ -534,6 +534,11 @@ func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, sec *secure
 	}
 	listening := addrsAttrs(lns)
 	lns = lc.wrap(lns)
+	var drain *drainer // a worker closes its keep-alive connections between requests: drain.go
+	if wk != nil {
+		drain = newDrainer()
+		h = drain.handler(h)
+	}
 
 	srv := &http.Server{
 		Handler:           h,
@@ -541,6 +546,9 @@ func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, sec *secure
 		IdleTimeout:       120 * time.Second,
 		// No WriteTimeout: WSGI responses may stream for as long as the app likes.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if drain != nil {
+		srv.ConnState = drain.connState
 	}
 	secAttrs, err := sec.setup(srv, lns)
 	if err != nil {
@@ -576,6 +584,9 @@ func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, sec *secure
 	logger.Info("wsgi: shutting down; finishing requests in flight", "grace", grace)
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	if drain != nil {
+		drain.drain(sctx, lns)
+	}
 	if err := sec.shutdown(sctx, srv); err != nil {
 		// Python code cannot be interrupted, so do not wait for
 		// closeApps: the requests still running die with the process.

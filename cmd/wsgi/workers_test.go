@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -574,4 +576,120 @@ func TestWorkersReloadDjango(t *testing.T) {
 	waitLog(t, p, "wsgi: rolling restart done", 30*time.Second)
 	assert.Contains(t, get(), `"app": "django, changed"`)
 	assert.Equal(t, 0, p.stop(t), p.stderr())
+}
+
+// runKeepAlive sends GETs for path to addr over n connections until ctx
+// is done, as wrk does: a connection is kept alive until an answer says
+// Connection: close, and a request that fails is not retried (Go's
+// client, in runLoad, retries a GET whose reused connection was closed).
+func runKeepAlive(ctx context.Context, addr, path string, n int) *loadResult {
+	r := &loadResult{pids: map[int]bool{}, versions: map[string]int{}, last: map[int]answer{}}
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\n\r\n"
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var conn net.Conn
+			var br *bufio.Reader
+			defer func() {
+				if conn != nil {
+					conn.Close()
+				}
+			}()
+			for ctx.Err() == nil {
+				a, reopen, err := func() (answer, bool, error) {
+					if conn == nil {
+						c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+						if err != nil {
+							return answer{}, false, err
+						}
+						conn, br = c, bufio.NewReader(c)
+					}
+					_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+					if _, err := io.WriteString(conn, req); err != nil {
+						return answer{}, true, fmt.Errorf("write: %w", err)
+					}
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						return answer{}, true, fmt.Errorf("read: %w", err)
+					}
+					b, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil {
+						return answer{}, true, fmt.Errorf("read body: %w", err)
+					}
+					if resp.StatusCode != http.StatusOK {
+						return answer{}, resp.Close, errors.New(resp.Status + ": " + string(b))
+					}
+					a, ok := parseAnswer(string(b))
+					if !ok {
+						return answer{}, resp.Close, errors.New("unexpected body: " + string(b))
+					}
+					return a, resp.Close, nil
+				}()
+				if reopen && conn != nil {
+					conn.Close()
+					conn = nil
+				}
+				r.mu.Lock()
+				if err != nil {
+					r.failures = append(r.failures, err)
+				} else {
+					r.ok++
+					r.pids[a.pid] = true
+					r.versions[a.version]++
+					r.last[g] = a
+				}
+				r.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return r
+}
+
+// A worker that stops (SIGHUP, recycling) closes its keep-alive
+// connections between requests, not under a request the client has sent:
+// a client that never retries, as wrk, sees no failure.
+func TestWorkersKeepAliveChurn(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		churn func(t *testing.T, p *proc) // returns once the workers were replaced
+	}{
+		{name: "SIGHUP", churn: func(t *testing.T, p *proc) {
+			for i := 1; i <= 2; i++ {
+				time.Sleep(300 * time.Millisecond)
+				require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+				require.Eventually(t, func() bool { return strings.Count(p.stderr(), "wsgi: rolling restart done") == i },
+					10*time.Second, 20*time.Millisecond, "rolling restart %d:\n%s", i, p.stderr())
+			}
+			time.Sleep(300 * time.Millisecond)
+		}},
+		{name: "max-requests", args: []string{"-max-requests", "150", "-max-requests-jitter", "30"}, churn: func(t *testing.T, p *proc) {
+			require.Eventually(t, func() bool { return strings.Count(p.stderr(), "wsgi: replacement worker ready") >= 4 },
+				10*time.Second, 20*time.Millisecond, "recycling:\n%s", p.stderr())
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, base := startWorkers(t, nil, "", tc.args...)
+			before := twoWorkers(t, base+"/")
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			done := make(chan *loadResult, 1)
+			go func() { done <- runKeepAlive(ctx, strings.TrimPrefix(base, "http://"), "/", 8) }()
+			tc.churn(t, p)
+			cancel()
+			r := <-done
+			assert.Empty(t, r.failures, "%d failed of %d", len(r.failures), len(r.failures)+r.ok)
+			assert.Greater(t, r.ok, 100)
+			for _, pid := range before {
+				assert.NotContains(t, twoWorkers(t, base+"/"), pid, "every first worker was replaced")
+			}
+			assert.Equal(t, 0, p.stop(t), p.stderr())
+		})
+	}
 }

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "_cgo_export.h"
 
@@ -188,8 +189,14 @@ void wsgi_asgi_free(wsgi_asgi *a) {
 }
 
 int wsgi_asgi_step(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int64_t xlen, const char *y,
-                   int64_t ylen, double *next, wsgi_error *err) {
+                   int64_t ylen, double *next, int64_t *gil_wait_ns, wsgi_error *err) {
+    struct timespec t0, t1;
+    if (kind == WSGI_ASGI_START) clock_gettime(CLOCK_MONOTONIC, &t0);
     wsgi_enter_loop();
+    if (kind == WSGI_ASGI_START) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        *gil_wait_ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+    }
     entered s;
     PyObject *r = NULL;
     if (loop_enter(a, &s) == 0) {

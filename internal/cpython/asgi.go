@@ -46,8 +46,9 @@ type ASGI struct {
 	armed time.Time  // under mu: when the driver wakes for a timer; zero: no timer
 	// Under mu: wsgi_asgi_step's results, here rather than on each
 	// caller's stack, whose variables would escape to the heap.
-	next C.double
-	err  C.wsgi_error
+	next    C.double
+	gilWait C.int64_t
+	err     C.wsgi_error
 
 	kick  chan struct{} // the driver has work: ready callbacks, an earlier timer
 	ready chan struct{} // the poller saw the selector readable
@@ -111,10 +112,29 @@ func pollable(epfd int) (*os.File, error) {
 // step runs one operation on the loop under its lock (see wsgi_asgi_step)
 // and wakes the driver when work is left that no one else will run.
 func (a *ASGI) step(kind C.int, h Handle, x, y []byte) error {
+	_, err := a.stepWait(kind, h, x, y)
+	return err
+}
+
+// stepWait is step, also reporting how long the caller waited for the
+// loop's lock and the GIL (for a start; zero otherwise).
+func (a *ASGI) stepWait(kind C.int, h Handle, x, y []byte) (time.Duration, error) {
+	var t0 time.Time
+	if kind == C.WSGI_ASGI_START {
+		t0 = time.Now()
+	}
 	a.mu.Lock()
-	rc := C.wsgi_asgi_step(a.p, kind, C.uintptr_t(h), cbytes(x), C.int64_t(len(x)), cbytes(y), C.int64_t(len(y)), &a.next, &a.err)
+	var wait time.Duration
+	if kind == C.WSGI_ASGI_START {
+		wait = time.Since(t0)
+	}
+	rc := C.wsgi_asgi_step(a.p, kind, C.uintptr_t(h), cbytes(x), C.int64_t(len(x)), cbytes(y), C.int64_t(len(y)),
+		&a.next, &a.gilWait, &a.err)
 	kick := rc != 0 || a.driverNeeded(float64(a.next))
 	e := a.err
+	if kind == C.WSGI_ASGI_START {
+		wait += time.Duration(a.gilWait)
+	}
 	a.mu.Unlock()
 	runtime.KeepAlive(x)
 	runtime.KeepAlive(y)
@@ -125,9 +145,9 @@ func (a *ASGI) step(kind C.int, h Handle, x, y []byte) error {
 		}
 	}
 	if rc != 0 {
-		return takeError(&e)
+		return wait, takeError(&e)
 	}
-	return nil
+	return wait, nil
 }
 
 // driverNeeded reports whether the driver must wake after a step that left
@@ -158,7 +178,8 @@ func (a *ASGI) drive() {
 		var next C.double
 		var e C.wsgi_error
 		a.mu.Lock()
-		rc := C.wsgi_asgi_step(a.p, C.WSGI_ASGI_RUN_ONCE, 0, nil, 0, nil, 0, &next, &e)
+		var gilWait C.int64_t
+		rc := C.wsgi_asgi_step(a.p, C.WSGI_ASGI_RUN_ONCE, 0, nil, 0, nil, 0, &next, &gilWait, &e)
 		wait := time.Duration(-1) // no timer
 		switch {
 		case rc != 0:
@@ -272,12 +293,14 @@ type Conn struct{ h Handle }
 
 // Start starts the app on scope (a value-encoded dict, see Encoder) with
 // first (encoded, or nil) queued for the first receive(). The app runs in
-// the calling goroutine until its task first suspends.
-func (a *ASGI) Start(h Handle, scope, first []byte) (Conn, error) {
-	if err := a.step(C.WSGI_ASGI_START, h, scope, first); err != nil {
-		return Conn{}, err
+// the calling goroutine until its task first suspends. wait is how long
+// the start waited for the loop (another goroutine running it) and the GIL.
+func (a *ASGI) Start(h Handle, scope, first []byte) (c Conn, wait time.Duration, err error) {
+	wait, err = a.stepWait(C.WSGI_ASGI_START, h, scope, first)
+	if err != nil {
+		return Conn{}, wait, err
 	}
-	return Conn{h: h}, nil
+	return Conn{h: h}, wait, nil
 }
 
 // Deliver hands msg to the connection's receive(); what it wakes runs in

@@ -128,9 +128,10 @@ enum {
 // Takes the GIL, enters the loop on this thread, does kind, runs one loop
 // iteration if callbacks became ready or a timer is due, and leaves. *next
 // says what is left: -2 ready callbacks, -1 nothing, else the seconds
-// until the earliest timer. Returns 0, or -1 with err set.
+// until the earliest timer; for a start, *gil_wait_ns says how long taking
+// the GIL took. Returns 0, or -1 with err set.
 int wsgi_asgi_step(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int64_t xlen,
-                   const char *y, int64_t ylen, double *next, wsgi_error *err);
+                   const char *y, int64_t ylen, double *next, int64_t *gil_wait_ns, wsgi_error *err);
 // Sends lifespan.<event> and waits (at most timeout seconds) for the answer:
 // status "complete", "failed" (msg says why) or "unsupported". Blocks until
 // the driver has run it: never call it with the loop's lock held.

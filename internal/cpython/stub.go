@@ -118,8 +118,8 @@ func (a *ASGI) Lifespan(event string, timeout time.Duration) (status, msg string
 type Conn struct{}
 
 // Start fails without cgo.
-func (a *ASGI) Start(h Handle, scope, first []byte) (Conn, error) {
-	return Conn{}, errNoCgo
+func (a *ASGI) Start(h Handle, scope, first []byte) (Conn, time.Duration, error) {
+	return Conn{}, 0, errNoCgo
 }
 
 // Deliver fails without cgo.
