@@ -120,6 +120,7 @@ type asgiExchange struct {
 	runsOn    bool      // the response is complete, the app's task is not
 	deadline  time.Time // RequestTimeout, from the start; zero: none
 	exc       *cpython.Exception
+	act       *activeRequest // the live view's record, or nil
 }
 
 type bodyChunk struct {
@@ -355,6 +356,7 @@ func (x *asgiExchange) Done(exc *cpython.Exception) {
 func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte, o *outcome) (abort bool, rest func()) {
 	x := &asgiExchange{loopConn: newLoopConn(h, g.asgi, w, r), bodyCh: make(chan bodyChunk, 1)}
 	x.events = x.evbuf[:0]
+	x.act = o.act
 	var first []byte
 	if r.ContentLength == 0 {
 		first = emptyRequestMessage
@@ -522,9 +524,11 @@ func (x *asgiExchange) step() {
 		x.handle(ev)
 	}
 	if x.sent && x.werr == nil && !x.finished {
+		x.act.setState(stateWriting)
 		if err := x.flush(); err != nil {
 			x.werr = err
 		}
+		x.act.setState(stateInPython)
 	}
 	if x.pendingWants() > 0 {
 		x.answerWants()
@@ -664,7 +668,9 @@ func (x *asgiExchange) writeBody(p []byte) {
 		return
 	}
 	p = x.clip(p, x.head.contentLength, x.h.cfg.logger, x.r.URL.Path)
+	x.act.setState(stateWriting)
 	n, err := x.w.Write(p)
+	x.act.setState(stateInPython)
 	x.written += int64(n)
 	if err != nil {
 		x.werr = err
@@ -695,7 +701,9 @@ func (x *asgiExchange) sendFile(path string) {
 	if cl := x.head.contentLength; cl >= 0 && cl < n {
 		n = cl
 	}
+	x.act.setState(stateWriting)
 	copied, err := io.Copy(x.w, io.LimitReader(f, n))
+	x.act.setState(stateInPython)
 	x.written += copied
 	if err != nil {
 		x.werr = err

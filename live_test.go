@@ -2,6 +2,8 @@ package wsgi_test
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -113,6 +115,26 @@ func TestSnapshotWebSocket(t *testing.T) {
 	}), "the WebSocket's task waits in wait_in_websocket; last seen %+v", seen)
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
 	assert.True(t, waitFor(5*time.Second, func() bool { return len(h.Snapshot().Requests) == 0 }))
+}
+
+// TestSnapshotASGIWriting: an ASGI response that a client does not read
+// is in the live view as writing (Go blocked writing to the client).
+func TestSnapshotASGIWriting(t *testing.T) {
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "asgi_driven:app", Protocol: "asgi"})
+	srv := serve(t, h)
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "GET /big?n=512 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	require.NoError(t, err)
+	var seen wsgi.ActiveRequest
+	assert.True(t, waitFor(5*time.Second, func() bool {
+		r, ok := findRequest(h.Snapshot(), "/big")
+		seen = r
+		return ok && r.State == wsgi.StateWriting
+	}), "last seen %+v", seen)
+	_, err = io.Copy(io.Discard, c)
+	require.NoError(t, err)
 }
 
 // TestSnapshotPastTimeout: a WSGI request past RequestTimeout got its 504

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -16,24 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gowsgi/wsgi/debugview"
+	"github.com/gowsgi/wsgi/internal/browsertest"
 )
-
-// findChromium returns the browser's path. Without one the test skips,
-// unless WSGI_BROWSER_TEST=1 asks for it (make browser-test), which makes
-// a missing browser a failure.
-func findChromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if path, err := exec.LookPath(name); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("WSGI_BROWSER_TEST") == "1" {
-		t.Fatal("WSGI_BROWSER_TEST=1 but no chromium on PATH: apt-get install chromium (make browser-test does)")
-	}
-	t.Skip("no chromium on PATH (make browser-test installs it and runs this test)")
-	return ""
-}
 
 // TestBrowserLiveView opens the live view in headless Chromium while two
 // requests linger in the app and a third waits for a thread: a person sees
@@ -43,7 +26,7 @@ func findChromium(t *testing.T) string {
 // liveview.png in the test's artifact directory (go test -artifacts keeps
 // it, under -outputdir; the test logs the path).
 func TestBrowserLiveView(t *testing.T) {
-	chromium := findChromium(t)
+	chromium := browsertest.FindChromium(t)
 	h := newHandler(t, "liveview", "wsgi") // 2 threads
 	mux := http.NewServeMux()
 	mux.Handle("/", h)

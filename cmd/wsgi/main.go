@@ -587,7 +587,7 @@ func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, sec *secure
 	if drain != nil {
 		drain.drain(sctx, lns)
 	}
-	if err := sec.shutdown(sctx, srv); err != nil {
+	if err := sec.shutdown(sctx, srv); shutdownFailed(err) {
 		// Python code cannot be interrupted, so do not wait for
 		// closeApps: the requests still running die with the process.
 		logger.Error("wsgi: grace period over; dropping requests in flight", "err", err)
@@ -689,6 +689,14 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// shutdownFailed reports whether http.Server.Shutdown's err means the
+// grace period ended with requests in flight. A drain closed the
+// listeners already, so Shutdown may find one closed (when Serve has not
+// returned yet) and say so: that is no failure.
+func shutdownFailed(err error) bool {
+	return err != nil && !errors.Is(err, os.ErrClosed) && !errors.Is(err, net.ErrClosed)
 }
 
 // tune sets the Go runtime for the apps served, where measurements say

@@ -236,13 +236,13 @@ func (s *secure) serve(srv *http.Server, ln net.Listener) error {
 // flight finish until ctx is done; then it closes what is left.
 func (s *secure) shutdown(ctx context.Context, srv *http.Server) error {
 	if s == nil {
-		return shutdownServer(ctx, srv)
+		return srv.Shutdown(ctx)
 	}
 	errc := make(chan error, len(s.servers))
 	for _, o := range s.servers {
 		go func() { errc <- o.Shutdown(ctx) }()
 	}
-	err := shutdownServer(ctx, srv)
+	err := srv.Shutdown(ctx)
 	for range s.servers {
 		if e := <-errc; e != nil && err == nil {
 			err = e
@@ -250,18 +250,6 @@ func (s *secure) shutdown(ctx context.Context, srv *http.Server) error {
 	}
 	for _, w := range s.wait {
 		w()
-	}
-	return err
-}
-
-// shutdownServer is srv.Shutdown, except that a listener closed already
-// is no failure: a draining worker closes its listeners itself
-// (drain.go), and Shutdown, closing them again before their Serve has
-// returned, would report it ("close listener: file already closed").
-func shutdownServer(ctx context.Context, srv *http.Server) error {
-	err := srv.Shutdown(ctx)
-	if errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) {
-		return nil
 	}
 	return err
 }

@@ -98,6 +98,20 @@ type loadResult struct {
 	last     map[int]answer // each goroutine's last answer
 }
 
+// add records goroutine g's answer a, or its failure err.
+func (r *loadResult) add(g int, a answer, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.failures = append(r.failures, err)
+		return
+	}
+	r.ok++
+	r.pids[a.pid] = true
+	r.versions[a.version]++
+	r.last[g] = a
+}
+
 func (r *loadResult) refused() int {
 	n := 0
 	for _, err := range r.failures {
@@ -122,16 +136,7 @@ func runLoad(ctx context.Context, url string, n int) *loadResult {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				a, err := getAnswer(client, url)
-				r.mu.Lock()
-				if err != nil {
-					r.failures = append(r.failures, err)
-				} else {
-					r.ok++
-					r.pids[a.pid] = true
-					r.versions[a.version]++
-					r.last[g] = a
-				}
-				r.mu.Unlock()
+				r.add(g, a, err)
 			}
 		}()
 	}
@@ -632,16 +637,7 @@ func runKeepAlive(ctx context.Context, addr, path string, n int) *loadResult {
 					conn.Close()
 					conn = nil
 				}
-				r.mu.Lock()
-				if err != nil {
-					r.failures = append(r.failures, err)
-				} else {
-					r.ok++
-					r.pids[a.pid] = true
-					r.versions[a.version]++
-					r.last[g] = a
-				}
-				r.mu.Unlock()
+				r.add(g, a, err)
 			}
 		}()
 	}

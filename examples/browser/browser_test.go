@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -17,24 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gowsgi/wsgi/config"
+	"github.com/gowsgi/wsgi/internal/browsertest"
 )
-
-// findChromium returns the browser's path. Without one the test skips,
-// unless WSGI_BROWSER_TEST=1 asks for it (make browser-test), which makes
-// a missing browser a failure.
-func findChromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if path, err := exec.LookPath(name); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("WSGI_BROWSER_TEST") == "1" {
-		t.Fatal("WSGI_BROWSER_TEST=1 but no chromium on PATH: apt-get install chromium (make browser-test does)")
-	}
-	t.Skip("no chromium on PATH (make browser-test installs it and runs this test)")
-	return ""
-}
 
 // TestBrowserDjangoAdmin logs into the Django admin under /django/ in
 // headless Chromium, adds a Post there, then finds it in /django/posts,
@@ -43,7 +26,7 @@ func TestBrowserDjangoAdmin(t *testing.T) {
 	if os.Getenv("WSGI_TEST_STDLIB_ONLY") != "" {
 		t.Skip("WSGI_TEST_STDLIB_ONLY: Django exists only for the system Python")
 	}
-	chromium := findChromium(t)
+	chromium := browsertest.FindChromium(t)
 
 	const user, password = "browser-admin", "browser-secret-123"
 	// Read by the Django app when it is imported (the interpreter starts
