@@ -285,7 +285,7 @@ static PyObject *decode_or_none(const char *p, int64_t n) {
 // Calls _wsgi_host.NAME(app's callable) and reports whether it returned a
 // true value (an error counts as false).
 static int host_predicate(wsgi_app *app, const char *name) {
-    wsgi_enter();
+    wsgi_enter_app(app);
     PyObject *mod = PyImport_ImportModule("_wsgi_host");
     PyObject *r = mod ? PyObject_CallMethod(mod, name, "O", wsgi_app_callable(app)) : NULL;
     int yes = r != NULL && PyObject_IsTrue(r) == 1;

@@ -42,6 +42,8 @@ void wsgi_loop_forget(void);
 void wsgi_take_error(wsgi_error *e);
 PyObject *wsgi_app_callable(wsgi_app *app);  // borrowed
 uint64_t wsgi_app_id(wsgi_app *app);
+// wsgi_enter in the app's interpreter.
+void wsgi_enter_app(wsgi_app *app);
 
 // The app a Python thread works for: the thread's own (set around calls
 // into an app) or, for threads that carry an app's context (an ASGI app's
