@@ -29,9 +29,9 @@ type Handler struct {
 	// interps are the sub-interpreters the app runs in (Options.Interpreters),
 	// nil for the main interpreter.
 	interps []int
-	slots         chan struct{}          // one token per request allowed to run Python
-	static        *staticFiles           // nil unless Options.Static
-	auth          *basicAuth             // nil unless Options.BasicAuth
+	slots   chan struct{} // one token per request allowed to run Python
+	static  *staticFiles  // nil unless Options.Static
+	auth    *basicAuth    // nil unless Options.BasicAuth
 
 	// bodies says where WSGI requests run (pyrequest.go): n >= 0 is how
 	// many responses in a row had no close() to call, inline at
