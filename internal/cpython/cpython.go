@@ -97,9 +97,12 @@ func onMainThread(f func()) {
 }
 
 // Finalize finalizes the interpreter on its main thread. Nothing may run
-// Python afterwards.
+// Python afterwards. Once sub-interpreters were made it does nothing:
+// Py_FinalizeEx would end them, which aborts the process ("not the last
+// thread": every thread that served a request keeps a state in them, and
+// tearing them down aborts on 3.13.0 anyway, cpython#136423).
 func Finalize() error {
-	if !started.Load() {
+	if !started.Load() || SubInterpreters() > 0 {
 		return nil
 	}
 	var rc C.int
