@@ -161,11 +161,26 @@ func TestInterpretersServe(t *testing.T) {
 		}
 		wg.Wait()
 	})
+	t.Run("live view", func(t *testing.T) {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			do(h, "GET", "/who?sleep=0.5", nil)
+		}()
+		require.True(t, waitFor(2*time.Second, func() bool { return h.Stats().Busy == 1 }))
+		s := h.Snapshot()
+		require.Len(t, s.Requests, 1)
+		assert.Equal(t, "/who", s.Requests[0].Path)
+		assert.NotZero(t, s.Requests[0].Thread)
+		assert.Empty(t, s.Requests[0].Stack)
+		assert.Contains(t, s.StackError, "not read while a handler of the process uses sub-interpreters")
+		<-done
+	})
 	t.Run("stats", func(t *testing.T) {
 		st := h.Stats()
 		assert.Equal(t, 4, st.Threads)
 		assert.Equal(t, 0, st.Busy)
-		assert.GreaterOrEqual(t, st.Requests, uint64(4+4+2+8))
+		assert.GreaterOrEqual(t, st.Requests, uint64(4+4+2+8+1))
 	})
 }
 

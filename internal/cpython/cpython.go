@@ -214,6 +214,14 @@ func ReleaseInterpreters(ids []int) {
 	pool = append(pool, ids...)
 }
 
+// InterpretersInUse is how many sub-interpreters are acquired and not
+// released.
+func InterpretersInUse() int {
+	poolMu.Lock()
+	defer poolMu.Unlock()
+	return made - len(pool)
+}
+
 // SubInterpreters is how many sub-interpreters the process has made.
 func SubInterpreters() int {
 	poolMu.Lock()

@@ -57,6 +57,9 @@ func AcquireInterpreters(n int) ([]int, error) { return nil, errNoCgo }
 // ReleaseInterpreters needs cgo.
 func ReleaseInterpreters(ids []int) {}
 
+// InterpretersInUse is always 0 without cgo.
+func InterpretersInUse() int { return 0 }
+
 // SubInterpreters is always 0 without cgo.
 func SubInterpreters() int { return 0 }
 
