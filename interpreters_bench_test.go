@@ -40,7 +40,7 @@ func BenchmarkInterpreters(b *testing.B) {
 				}
 				h := benchHandler(b, wsgi.Options{Dir: w.dir, App: w.app, Interpreters: n, Threads: 8, PythonPath: w.path})
 				b.ReportAllocs()
-				b.ResetTimer() // not the import
+				b.ResetTimer()      // not the import
 				b.SetParallelism(4) // 4 x GOMAXPROCS goroutines: every interpreter stays busy
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
