@@ -71,3 +71,18 @@ func pythonMinorBench(b *testing.B) int {
 	}
 	return n
 }
+
+// BenchmarkInterpretersHello is hello from one goroutine: what choosing an
+// interpreter and running in a sub-interpreter cost a request, against
+// the main interpreter.
+func BenchmarkInterpretersHello(b *testing.B) {
+	if pythonMinorBench(b) < 13 {
+		b.Skip("Interpreters needs Python 3.13+")
+	}
+	for _, n := range []int{1, 2} {
+		b.Run("interpreters="+strconv.Itoa(n), func(b *testing.B) {
+			h := benchHandler(b, wsgi.Options{Dir: "testdata", App: "hello", Interpreters: n})
+			runBench(b, h, helloRequest, 13)
+		})
+	}
+}
