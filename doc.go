@@ -50,6 +50,12 @@
 // thread is an OS thread of its own where apps are imported; requests never
 // run there.
 //
+// One interpreter runs Python on about one core. Options.Interpreters
+// imports the app in several isolated sub-interpreters, each with its own
+// GIL (Python 3.13+, WSGI apps whose extensions support them): a request
+// goes to the least busy one and runs there from start to end. See
+// docs/interpreters.md.
+//
 // Python's signal handlers are off: Go owns the process' signals. A
 // handler an app installs while it is imported is undone and logged.
 //

@@ -184,6 +184,31 @@ func TestInterpretersServe(t *testing.T) {
 	})
 }
 
+// TestInterpretersNested: a gohost call from a sub-interpreter that serves
+// a main-interpreter app on the same thread, and back.
+func TestInterpretersNested(t *testing.T) {
+	needInterpreters(t)
+	main, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "hello"})
+	h, _ := newHandler(t, interpOptions(wsgi.Options{Threads: 4, Functions: map[string]wsgi.Func{
+		"main_hello": func(context.Context, []any) (any, error) {
+			return do(main, "GET", "/", nil).Body.String(), nil
+		},
+	}}))
+	// hello's list bodies have nothing to close: after 64 of them its
+	// requests run inline, on the calling goroutine, so the nested request
+	// takes the main interpreter's GIL on the sub-interpreter's thread.
+	for range 70 {
+		do(main, "GET", "/", nil)
+	}
+	for range 3 {
+		res := concurrently(t, h, 4, "/nested?sleep=0.1")
+		assert.Len(t, interpsOf(res), 2)
+		for _, r := range res {
+			assert.Equal(t, "Hello, world!", r["got"])
+		}
+	}
+}
+
 func TestInterpretersPool(t *testing.T) {
 	needInterpreters(t)
 	h, err := wsgi.New(interpOptions(wsgi.Options{}))

@@ -35,6 +35,12 @@ def stream(environ, start_response):
         yield b"chunk %d\n" % i
 
 
+def stream_of(value, start_response):
+    """value as JSON from a generator (whose close() the server calls)."""
+    start_response("200 OK", [("Content-Type", "application/json")])
+    yield json.dumps(value).encode()
+
+
 def application(environ, start_response):
     path = environ["PATH_INFO"]
     query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
@@ -49,6 +55,11 @@ def application(environ, start_response):
         return [body]
     if path == "/gohost":
         return as_json(start_response, {"interp": interpreter(), "got": gohost.double(21)})
+    if path == "/nested":
+        # gohost.main_hello serves a request of a main-interpreter app
+        # from Go, on this thread, while this request waits in the call.
+        got = gohost.main_hello()
+        return stream_of({"interp": interpreter(), "got": got}, start_response)
     if path == "/log":
         log.warning("from interpreter %d", interpreter())
         environ["wsgi.errors"].write("errors from interpreter %d\n" % interpreter())
