@@ -204,10 +204,12 @@ func requestSubprotocols(r *http.Request) []string {
 var connectMessage = mustEncode(map[string]any{"type": "websocket.connect"})
 
 func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte) {
-	x := &wsExchange{loopConn: newLoopConn(h, g.asgi, w, r), in: make(chan wsIncoming), closeCode: 1000}
+	loop, slot := g.pickASGI()
+	defer g.done(slot)
+	x := &wsExchange{loopConn: newLoopConn(h, loop, w, r), in: make(chan wsIncoming), closeCode: 1000}
 	handle := cpython.Register(cpython.ASGIRequest(x))
 	defer handle.Release()
-	conn, err := g.asgi.Start(handle, scope, connectMessage)
+	conn, err := loop.Start(handle, scope, connectMessage)
 	if err != nil {
 		h.internalError(w, err)
 		return

@@ -52,8 +52,9 @@
 //
 // One interpreter runs Python on about one core. Options.Interpreters
 // imports the app in several isolated sub-interpreters, each with its own
-// GIL (Python 3.13+, WSGI apps whose extensions support them): a request
-// goes to the least busy one and runs there from start to end. See
+// GIL (Python 3.13+, apps whose extensions support them): a request goes
+// to the least busy one and runs there from start to end (an ASGI app gets
+// an event loop and a lifespan in each). See
 // docs/interpreters.md.
 //
 // Python's signal handlers are off: Go owns the process' signals. A

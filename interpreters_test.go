@@ -98,8 +98,6 @@ func TestInterpretersOptions(t *testing.T) {
 		{"too many", wsgi.Options{Interpreters: 1000}, "Interpreters 1000: at most"},
 		{"fewer threads", wsgi.Options{Interpreters: 3, Threads: 2}, "Threads 2 is fewer than Interpreters 3"},
 		{"finalize", wsgi.Options{FinalizeOnClose: true}, "FinalizeOnClose cannot be combined"},
-		{"asgi protocol", wsgi.Options{Protocol: "asgi"}, "ASGI apps run in one interpreter"},
-		{"asgi detected", wsgi.Options{Dir: "testdata", App: "asgi_raw:app", Protocol: "auto"}, "ASGI apps run in one interpreter"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -207,6 +205,29 @@ func TestInterpretersNested(t *testing.T) {
 			assert.Equal(t, "Hello, world!", r["got"])
 		}
 	}
+}
+
+// TestInterpretersASGI: an ASGI app gets a driven event loop, with its
+// lifespan, in each interpreter.
+func TestInterpretersASGI(t *testing.T) {
+	needInterpreters(t)
+	h, _ := newHandler(t, interpOptions(wsgi.Options{App: "asgiapp:app", Protocol: "auto", Threads: 8}))
+	assert.Equal(t, "asgi", h.Protocol())
+	for range 2 {
+		res := concurrently(t, h, 4, "/who?sleep=0.2")
+		seen := interpsOf(res)
+		require.Len(t, seen, 2, "%v", seen)
+		for _, r := range res {
+			assert.Equal(t, 1.0, r["started"], "one lifespan startup per interpreter")
+		}
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			assert.Equal(t, "chunk 0\nchunk 1\nchunk 2\n", do(h, "GET", "/stream?sleep=0.1", nil).Body.String())
+		})
+	}
+	wg.Wait()
 }
 
 func TestInterpretersPool(t *testing.T) {

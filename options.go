@@ -60,9 +60,10 @@ type Options struct {
 
 	// Interpreters is how many Python interpreters the app is imported
 	// in, each an isolated sub-interpreter with its own GIL (PEP 684), so
-	// that one process runs Python on several cores. Requests go to the
-	// least busy one; the Threads are shared among them. Needs Python 3.13
-	// or later, a WSGI app (not ASGI), and extensions that support
+	// that one process runs Python on several cores. Requests (ASGI:
+	// connections, each interpreter with its own event loop and lifespan)
+	// go to the least busy one; the Threads are shared among them. Needs
+	// Python 3.13 or later and extensions that support
 	// isolated interpreters (multi-phase init): New fails naming the first
 	// one that does not (numpy, PyO3 packages and most Cython modules do
 	// not; use one interpreter and the command's -workers instead). Each
@@ -417,9 +418,6 @@ func (c *config) resolveInterpreters(o Options, pythonVersion string) error {
 	major, minor, _ := strings.Cut(pythonVersion, ".")
 	if m, err := strconv.Atoi(minor); major != "3" || err != nil || m < minInterpretersVersion {
 		return fmt.Errorf("wsgi: Interpreters %d needs Python 3.%d or later (isolated sub-interpreters crash on older ones); this binary links Python %s", n, minInterpretersVersion, pythonVersion)
-	}
-	if c.protocol == "asgi" {
-		return fmt.Errorf("wsgi: Interpreters %d: ASGI apps run in one interpreter; set Interpreters to 0 or 1 (or use the command's -workers)", n)
 	}
 	if o.FinalizeOnClose {
 		return fmt.Errorf("wsgi: FinalizeOnClose cannot be combined with Interpreters %d: sub-interpreters are never torn down while the process runs", n)

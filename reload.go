@@ -23,7 +23,10 @@ type appGen struct {
 	// runs; nil when the app runs in the main interpreter.
 	apps []*cpython.App
 	busy []interpLoad
-	asgi *cpython.ASGI // the app's event loop, for an ASGI app
+	asgi *cpython.ASGI // the app's event loop, for an ASGI app; the first of asgis
+	// asgis are the event loops of apps, one per sub-interpreter; nil in
+	// the main interpreter.
+	asgis []*cpython.ASGI
 	err  error         // why the import failed
 	refs atomic.Int64
 }
@@ -46,14 +49,29 @@ func (h *Handler) newGen(apps []*cpython.App, err error) (*appGen, error) {
 		g.apps = apps
 		g.busy = make([]interpLoad, len(apps))
 	}
-	app := g.app
 	g.refs.Store(1)
-	if app != nil && h.isASGI {
-		if g.asgi, err = h.startASGI(app); err != nil {
-			app.Free()
-			g.app, g.err = nil, err
+	if len(apps) == 0 || !h.isASGI {
+		return g, nil
+	}
+	// One event loop per interpreter, each with its lifespan.
+	loops := make([]*cpython.ASGI, 0, len(apps))
+	for _, app := range apps {
+		a, err := h.startASGI(app)
+		if err != nil {
+			for _, l := range loops {
+				h.stopASGI(l)
+			}
+			for _, app := range apps {
+				app.Free()
+			}
+			g.app, g.apps, g.err = nil, nil, err
 			return g, err
 		}
+		loops = append(loops, a)
+	}
+	g.asgi = loops[0]
+	if g.apps != nil {
+		g.asgis = loops
 	}
 	return g, nil
 }
@@ -75,7 +93,11 @@ func (g *appGen) unref() {
 	if g.refs.Add(-1) != 0 {
 		return
 	}
-	if g.asgi != nil {
+	if g.asgis != nil {
+		for _, a := range g.asgis {
+			g.h.stopASGI(a)
+		}
+	} else if g.asgi != nil {
 		g.h.stopASGI(g.asgi)
 	}
 	if g.apps != nil {
@@ -94,6 +116,22 @@ func (g *appGen) pick() (*cpython.App, int) {
 	if g.apps == nil {
 		return g.app, -1
 	}
+	i := g.pickIndex()
+	return g.apps[i], i
+}
+
+// pickASGI is pick for an ASGI app's connection: the event loop to run it.
+func (g *appGen) pickASGI() (*cpython.ASGI, int) {
+	if g.asgis == nil {
+		return g.asgi, -1
+	}
+	i := g.pickIndex()
+	return g.asgis[i], i
+}
+
+// pickIndex chooses the least busy interpreter and counts the request
+// there.
+func (g *appGen) pickIndex() int {
 	best, least := 0, g.busy[0].n.Load()
 	for i := 1; i < len(g.busy) && least > 0; i++ {
 		if n := g.busy[i].n.Load(); n < least {
@@ -101,7 +139,7 @@ func (g *appGen) pick() (*cpython.App, int) {
 		}
 	}
 	g.busy[best].n.Add(1)
-	return g.apps[best], best
+	return best
 }
 
 // done ends a request that pick placed.

@@ -112,13 +112,6 @@ func New(opts Options) (*Handler, error) {
 	case "auto":
 		h.isASGI = app.IsASGI()
 	}
-	if h.isASGI && len(h.interps) > 0 {
-		for _, a := range apps {
-			a.Free()
-		}
-		h.free()
-		return nil, fmt.Errorf("wsgi: %s is an ASGI app: ASGI apps run in one interpreter; set Interpreters to 0 or 1 (or use the command's -workers)", cfg.name)
-	}
 	if h.isASGI && opts.Threads == 0 {
 		h.cfg.threads = asgiDefaultThreads
 	}

@@ -35,7 +35,7 @@
 //	reload = true             # reload on .py changes only; default false
 //	static = "always"         # "always" serves <dir>/static at <prefix>/static/; "no" (default)
 //	threads = 16              # requests in the app at once; 0 (default) means 8, or 1024 for ASGI
-//	interpreters = 2          # sub-interpreters with their own GIL (Python 3.13+, WSGI); 0 (default): the main one
+//	interpreters = 2          # sub-interpreters with their own GIL (Python 3.13+); 0 (default): the main one
 //	log_file = "logs/blog.log" # also append the app's log records here
 //	queue_timeout = "10s"     # wait for a thread before a 503; default "30s"
 //	request_timeout = "1m"    # past it the client gets 504; default: none

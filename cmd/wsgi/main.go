@@ -174,7 +174,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.protocol, "protocol", "wsgi", "the app's interface: wsgi, asgi, or auto (an async callable means ASGI)")
 	fs.IntVar(&f.threads, "threads", 0, "requests in the app at once (0 means the library default: 8, or 1024 for an ASGI app)")
 	fs.IntVar(&f.interpreters, "interpreters", 0, "import the app in `N` isolated Python sub-interpreters, each with its own GIL, so that one process runs Python on N cores "+
-		"(Python 3.13+, WSGI apps whose extensions support isolated interpreters; 0 or 1: the main interpreter; see docs/interpreters.md)")
+		"(Python 3.13+, apps whose extensions support isolated interpreters; 0 or 1: the main interpreter; see docs/interpreters.md)")
 	fs.DurationVar(&f.queueTimeout, "queue-timeout", 0, "how long a request waits for a thread before a 503 (0 means the library default, 30s)")
 	fs.Int64Var(&f.maxBody, "max-body", 0, "largest request body in `bytes` (0 means no limit)")
 	fs.StringVar(&f.wsCompression, "ws-compression", "", "WebSocket permessage-deflate: no-context-takeover (the default when empty), context-takeover or off")

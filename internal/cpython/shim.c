@@ -104,11 +104,11 @@ static void pop_is(void) {
 
 // Python work on a thread that an ASGI loop was left entered on starts by
 // leaving it (see asgi.c): asyncio.run() and async_to_sync must not find
-// a running loop. ASGI loops live in the main interpreter only.
+// a running loop.
 static void enter_in(int i) {
     take_gil(i);
     push_is(&interps[i]);
-    if (i == 0 && wsgi_tls_loop != NULL) wsgi_loop_forget();
+    if (wsgi_tls_loops[i] != NULL) wsgi_loop_forget();
 }
 
 static void enter(void) { enter_in(0); }
@@ -119,10 +119,12 @@ static void leave(void) {
 }
 
 void wsgi_enter(void) { enter(); }
-void wsgi_enter_loop(void) {
-    take_gil(0);
-    push_is(&interps[0]);
+void wsgi_enter_in(int i) { enter_in(i); }
+void wsgi_enter_loop(int i) {
+    take_gil(i);
+    push_is(&interps[i]);
 }
+int wsgi_cur_interp(void) { return (int)(tls_is - interps); }
 void wsgi_leave(void) { leave(); }
 
 // enter_req and leave_req bracket Python work for a request, telling the
