@@ -27,8 +27,8 @@ type appGen struct {
 	// asgis are the event loops of apps, one per sub-interpreter; nil in
 	// the main interpreter.
 	asgis []*cpython.ASGI
-	err  error         // why the import failed
-	refs atomic.Int64
+	err   error // why the import failed
+	refs  atomic.Int64
 }
 
 // interpLoad counts the requests of one interpreter, on a cache line of
