@@ -173,6 +173,8 @@ func TestInterpretersServe(t *testing.T) {
 		assert.Empty(t, s.Requests[0].Stack)
 		assert.Contains(t, s.StackError, "not read while a handler of the process uses sub-interpreters")
 		<-done
+		// The slot is given back once Python is done, after the response.
+		require.True(t, waitFor(2*time.Second, func() bool { return h.Stats().Busy == 0 }))
 	})
 	t.Run("stats", func(t *testing.T) {
 		st := h.Stats()
