@@ -354,7 +354,9 @@ func (x *asgiExchange) Done(exc *cpython.Exception) {
 // for the task, bounded by RequestTimeout, and log how it ended; the
 // request must keep its slot until rest returns.
 func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte, o *outcome) (abort bool, rest func()) {
-	x := &asgiExchange{loopConn: newLoopConn(h, g.asgi, w, r), bodyCh: make(chan bodyChunk, 1)}
+	loop, slot := g.pickASGI()
+	defer g.done(slot)
+	x := &asgiExchange{loopConn: newLoopConn(h, loop, w, r), bodyCh: make(chan bodyChunk, 1)}
 	x.events = x.evbuf[:0]
 	x.act = o.act
 	var first []byte
@@ -375,7 +377,7 @@ func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, s
 			handle.Release()
 		}
 	}()
-	conn, wait, err := g.asgi.Start(handle, scope, first)
+	conn, wait, err := loop.Start(handle, scope, first)
 	h.m.gilWait.observe(wait)
 	if err != nil {
 		o.status = http.StatusInternalServerError

@@ -204,13 +204,15 @@ func requestSubprotocols(r *http.Request) []string {
 var connectMessage = mustEncode(map[string]any{"type": "websocket.connect"})
 
 func (h *Handler) serveASGIWebSocket(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte, act *activeRequest) {
-	x := &wsExchange{loopConn: newLoopConn(h, g.asgi, w, r), in: make(chan wsIncoming), closeCode: 1000}
+	loop, slot := g.pickASGI()
+	defer g.done(slot)
+	x := &wsExchange{loopConn: newLoopConn(h, loop, w, r), in: make(chan wsIncoming), closeCode: 1000}
 	handle := cpython.Register(cpython.ASGIRequest(x))
 	defer handle.Release()
 	if act != nil {
 		act.task.Store(uint64(handle)) // the live view finds its task by handle (host.py)
 	}
-	conn, wait, err := g.asgi.Start(handle, scope, connectMessage)
+	conn, wait, err := loop.Start(handle, scope, connectMessage)
 	h.m.gilWait.observe(wait)
 	if err != nil {
 		h.internalError(w, err)

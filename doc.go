@@ -50,6 +50,13 @@
 // thread is an OS thread of its own where apps are imported; requests never
 // run there.
 //
+// One interpreter runs Python on about one core. Options.Interpreters
+// imports the app in several isolated sub-interpreters, each with its own
+// GIL (Python 3.13+, apps whose extensions support them): a request goes
+// to the least busy one and runs there from start to end (an ASGI app gets
+// an event loop and a lifespan in each). See
+// docs/interpreters.md.
+//
 // Python's signal handlers are off: Go owns the process' signals. A
 // handler an app installs while it is imported is undone and logged.
 //

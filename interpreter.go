@@ -50,7 +50,10 @@ var ErrFinalized = errors.New("wsgi: the Python interpreter has been finalized")
 // takes longer than ctx allows (an app thread that never ends). After it,
 // New fails: CPython cannot be started again reliably in one process. A
 // program calls it last, before it exits; it is never needed for
-// correctness.
+// correctness. In a process that made sub-interpreters
+// (Options.Interpreters) Python is not finalized (ending them would abort
+// the process): Finalize only makes New fail, and atexit handlers do not
+// run.
 func Finalize(ctx context.Context) error {
 	lifecycle.Lock()
 	defer lifecycle.Unlock()

@@ -226,6 +226,14 @@ func (h *Handler) Snapshot() Snapshot {
 			want.Threads = append(want.Threads, refs[i].thread)
 		}
 	}
+	if len(want.Threads) > 0 && cpython.InterpretersInUse() > 0 {
+		// sys._current_frames() walks the threads of every interpreter:
+		// it would read the frames of sub-interpreters running under
+		// their own GIL, and make frame objects for them in the wrong
+		// interpreter.
+		want.Threads = nil
+		s.StackError = "wsgi: the Python stacks of WSGI requests are not read while a handler of the process uses sub-interpreters (Options.Interpreters)"
+	}
 	if len(want.Threads)+len(want.Tasks) == 0 {
 		return s
 	}

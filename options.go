@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/gowsgi/wsgi/internal/check"
+	"github.com/gowsgi/wsgi/internal/cpython"
 )
 
 // Options configures a Handler. The zero value of each field has a
@@ -55,6 +57,22 @@ type Options struct {
 	// WSGI app and 1024 for an ASGI app (its requests are coroutines on
 	// one event loop, not threads).
 	Threads int
+
+	// Interpreters is how many Python interpreters the app is imported
+	// in, each an isolated sub-interpreter with its own GIL (PEP 684), so
+	// that one process runs Python on several cores. Requests (ASGI:
+	// connections, each interpreter with its own event loop and lifespan)
+	// go to the least busy one; the Threads are shared among them. Needs
+	// Python 3.13 or later and extensions that support
+	// isolated interpreters (multi-phase init): New fails naming the first
+	// one that does not (numpy, PyO3 packages and most Cython modules do
+	// not; use one interpreter and the command's -workers instead). Each
+	// interpreter has its own modules, globals and caches. Interpreters
+	// are never torn down while the process runs: Close returns them to a
+	// pool that a later New reuses, and FinalizeOnClose is refused. See
+	// docs/interpreters.md. If zero or 1, the app runs in the main
+	// interpreter, shared with every other Handler of the process.
+	Interpreters int
 
 	// QueueTimeout is how long a request may wait for one of the Threads
 	// before it is answered 503 with Retry-After. If zero, 30 seconds.
@@ -186,6 +204,7 @@ type config struct {
 	callable        string
 	prefix          string // "" or "/x" without a trailing slash
 	threads         int
+	interpreters    int // sub-interpreters; 0: the main interpreter
 	queueTimeout    time.Duration
 	pythonPath      []string // absolute
 	sitePackages    string   // absolute, "" if no virtualenv
@@ -307,6 +326,9 @@ func (o Options) resolve(pythonVersion string) (*config, error) {
 	if c.threads == 0 {
 		c.threads = defaultThreads
 	}
+	if err := c.resolveInterpreters(o, pythonVersion); err != nil {
+		return nil, err
+	}
 	if c.queueTimeout < 0 {
 		return nil, fmt.Errorf("wsgi: QueueTimeout %v is negative", c.queueTimeout)
 	}
@@ -375,4 +397,37 @@ func existingDir(p, field string) (string, error) {
 		return "", fmt.Errorf("wsgi: %s %s is not a directory", field, abs)
 	}
 	return abs, nil
+}
+
+// minInterpretersVersion is the first Python whose isolated
+// sub-interpreters served our tests without crashing: 3.12.1 crashed when
+// two of them imported datetime, email or asyncio (docs/interpreters.md).
+const minInterpretersVersion = 13 // 3.13
+
+// resolveInterpreters checks Options.Interpreters.
+func (c *config) resolveInterpreters(o Options, pythonVersion string) error {
+	n := o.Interpreters
+	switch {
+	case n < 0:
+		return fmt.Errorf("wsgi: Interpreters %d is negative", n)
+	case n <= 1:
+		return nil
+	case n > cpython.MaxInterpreters:
+		return fmt.Errorf("wsgi: Interpreters %d: at most %d", n, cpython.MaxInterpreters)
+	}
+	major, minor, _ := strings.Cut(pythonVersion, ".")
+	if m, err := strconv.Atoi(minor); major != "3" || err != nil || m < minInterpretersVersion {
+		return fmt.Errorf("wsgi: Interpreters %d needs Python 3.%d or later (isolated sub-interpreters crash on older ones); this binary links Python %s", n, minInterpretersVersion, pythonVersion)
+	}
+	if o.FinalizeOnClose {
+		return fmt.Errorf("wsgi: FinalizeOnClose cannot be combined with Interpreters %d: sub-interpreters are never torn down while the process runs", n)
+	}
+	if o.Threads != 0 && o.Threads < n {
+		return fmt.Errorf("wsgi: Threads %d is fewer than Interpreters %d: some interpreters would never serve", o.Threads, n)
+	}
+	if c.threads < n {
+		c.threads = n
+	}
+	c.interpreters = n
+	return nil
 }

@@ -79,7 +79,8 @@ type pyRequest struct {
 	inline bool
 	result settlement
 
-	ident atomic.Uint64 // the Python thread, for an interrupt; 0 until known
+	ident  atomic.Uint64 // the Python thread, for an interrupt; 0 until known
+	interp int           // its interpreter, set before ident
 
 	act *activeRequest // the live view's record; nil if unobserved
 
@@ -103,8 +104,11 @@ func (p *pyRequest) settle(s settlement) {
 	}
 }
 
-// started records the Python thread of the request.
-func (p *pyRequest) started(ident uint64) { p.ident.Store(ident) }
+// started records the Python thread of the request and its interpreter.
+func (p *pyRequest) started(interp int, ident uint64) {
+	p.interp = interp
+	p.ident.Store(ident)
+}
 
 // expire runs when RequestTimeout passes. While ServeHTTP waits, it wakes
 // it (ServeHTTP answers 504, then interrupts); after, it interrupts the
@@ -127,7 +131,7 @@ func (p *pyRequest) expire() {
 // interruptLocked raises RequestTimeout in the request's Python thread.
 func (p *pyRequest) interruptLocked(msg string) {
 	if id := p.ident.Load(); id != 0 {
-		cpython.Interrupt(id, true)
+		cpython.Interrupt(p.interp, id, true)
 	}
 	p.h.cfg.logger.Error(msg, "timeout", p.h.cfg.requestTimeout, "method", p.method, "path", p.path)
 }
@@ -151,7 +155,7 @@ func (p *pyRequest) finished() {
 	p.pyDone = true
 	if p.timedOut {
 		if id := p.ident.Load(); id != 0 {
-			cpython.Interrupt(id, false)
+			cpython.Interrupt(p.interp, id, false)
 		}
 		p.h.stuck.Add(-1)
 	}

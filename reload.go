@@ -3,6 +3,7 @@ package wsgi
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"sync/atomic"
 	"time"
 
@@ -15,24 +16,62 @@ import (
 // so that a reload lets requests in flight finish on the old code; the
 // old generation's Python objects are released with its last reference.
 type appGen struct {
-	h    *Handler
-	app  *cpython.App  // nil when the import failed
-	asgi *cpython.ASGI // the app's event loop, for an ASGI app
-	err  error         // why the import failed
-	refs atomic.Int64
+	h   *Handler
+	app *cpython.App // nil when the import failed; the first of apps
+	// apps are the app's imports in each of the handler's
+	// sub-interpreters (Options.Interpreters), busy how many requests each
+	// runs; nil when the app runs in the main interpreter.
+	apps []*cpython.App
+	busy []interpLoad
+	asgi *cpython.ASGI // the app's event loop, for an ASGI app; the first of asgis
+	// asgis are the event loops of apps, one per sub-interpreter; nil in
+	// the main interpreter.
+	asgis []*cpython.ASGI
+	err   error // why the import failed
+	refs  atomic.Int64
 }
 
-// newGen makes a generation from an import: for an ASGI app, it starts
-// the event loop and the lifespan.
-func (h *Handler) newGen(app *cpython.App, err error) (*appGen, error) {
-	g := &appGen{h: h, app: app, err: err}
+// interpLoad counts the requests of one interpreter, on a cache line of
+// its own: requests on different cores update them.
+type interpLoad struct {
+	n atomic.Int32
+	_ [60]byte
+}
+
+// newGen makes a generation from an import (one app per interpreter): for
+// an ASGI app, it starts the event loop and the lifespan.
+func (h *Handler) newGen(apps []*cpython.App, err error) (*appGen, error) {
+	g := &appGen{h: h, err: err}
+	if len(apps) > 0 {
+		g.app = apps[0]
+	}
+	if len(h.interps) > 0 && len(apps) > 0 {
+		g.apps = apps
+		g.busy = make([]interpLoad, len(apps))
+	}
 	g.refs.Store(1)
-	if app != nil && h.isASGI {
-		if g.asgi, err = h.startASGI(app); err != nil {
-			app.Free()
-			g.app, g.err = nil, err
+	if len(apps) == 0 || !h.isASGI {
+		return g, nil
+	}
+	// One event loop per interpreter, each with its lifespan.
+	loops := make([]*cpython.ASGI, 0, len(apps))
+	for _, app := range apps {
+		a, err := h.startASGI(app)
+		if err != nil {
+			for _, l := range loops {
+				h.stopASGI(l)
+			}
+			for _, app := range apps {
+				app.Free()
+			}
+			g.app, g.apps, g.err = nil, nil, err
 			return g, err
 		}
+		loops = append(loops, a)
+	}
+	g.asgi = loops[0]
+	if g.apps != nil {
+		g.asgis = loops
 	}
 	return g, nil
 }
@@ -54,11 +93,59 @@ func (g *appGen) unref() {
 	if g.refs.Add(-1) != 0 {
 		return
 	}
-	if g.asgi != nil {
+	if g.asgis != nil {
+		for _, a := range g.asgis {
+			g.h.stopASGI(a)
+		}
+	} else if g.asgi != nil {
 		g.h.stopASGI(g.asgi)
 	}
-	if g.app != nil {
+	if g.apps != nil {
+		for _, a := range g.apps {
+			a.Free()
+		}
+	} else if g.app != nil {
 		g.app.Free()
+	}
+}
+
+// pick chooses the interpreter for a request: the one running the fewest
+// (the first of those). It returns the app there and the index to give
+// to done, -1 with a single interpreter.
+func (g *appGen) pick() (*cpython.App, int) {
+	if g.apps == nil {
+		return g.app, -1
+	}
+	i := g.pickIndex()
+	return g.apps[i], i
+}
+
+// pickASGI is pick for an ASGI app's connection: the event loop to run it.
+func (g *appGen) pickASGI() (*cpython.ASGI, int) {
+	if g.asgis == nil {
+		return g.asgi, -1
+	}
+	i := g.pickIndex()
+	return g.asgis[i], i
+}
+
+// pickIndex chooses the least busy interpreter and counts the request
+// there.
+func (g *appGen) pickIndex() int {
+	best, least := 0, g.busy[0].n.Load()
+	for i := 1; i < len(g.busy) && least > 0; i++ {
+		if n := g.busy[i].n.Load(); n < least {
+			best, least = i, n
+		}
+	}
+	g.busy[best].n.Add(1)
+	return best
+}
+
+// done ends a request that pick placed.
+func (g *appGen) done(i int) {
+	if i >= 0 {
+		g.busy[i].n.Add(-1)
 	}
 }
 
@@ -78,19 +165,51 @@ func (h *Handler) install(g *appGen) {
 	}
 }
 
-// load imports the app.
-func (h *Handler) load() (*cpython.App, error) {
+// load imports the app: in the main interpreter, or in each of the
+// handler's sub-interpreters. On failure nothing stays loaded.
+func (h *Handler) load() ([]*cpython.App, error) {
+	interps := h.interps
+	if len(interps) == 0 {
+		interps = []int{0}
+	}
+	apps := make([]*cpython.App, 0, len(interps))
+	for _, interp := range interps {
+		app, err := h.loadIn(interp)
+		if err != nil {
+			for _, a := range apps {
+				a.Free()
+			}
+			return nil, err
+		}
+		apps = append(apps, app)
+	}
+	return apps, nil
+}
+
+// singlePhase matches the ImportError of an extension module that cannot
+// be loaded in an isolated sub-interpreter.
+var singlePhase = regexp.MustCompile(`^module (\S+) does not support loading in subinterpreters`)
+
+// loadIn imports the app in one interpreter.
+func (h *Handler) loadIn(interp int) (*cpython.App, error) {
 	c := h.cfg
-	app, sigs, err := cpython.LoadApp(h.id, c.name, c.dir, c.module, c.callable, c.sitePackages, c.pythonPath)
+	app, sigs, err := cpython.LoadApp(interp, h.id, c.name, c.dir, c.module, c.callable, c.sitePackages, c.pythonPath)
 	for _, s := range sigs {
 		c.logger.Warn("wsgi: the app set a handler for a signal while importing; the host keeps it",
 			"signal", s.String())
 	}
 	if err != nil {
+		where := fmt.Sprintf("wsgi: loading %s:%s from %s", c.module, c.callable, c.dir)
 		if e, ok := err.(*cpython.Exception); ok {
+			if m := singlePhase.FindStringSubmatch(e.Message); m != nil && e.Type == "ImportError" {
+				where = fmt.Sprintf("wsgi: loading %s:%s from %s: the extension module %s cannot be imported "+
+					"in an isolated sub-interpreter (it does not declare support for a per-interpreter GIL); "+
+					"set Interpreters to 0 or 1 and, for more cores, use worker processes (the command's -workers)",
+					c.module, c.callable, c.dir, m[1])
+			}
 			err = newPythonError(e)
 		}
-		return nil, &contextError{fmt.Sprintf("wsgi: loading %s:%s from %s", c.module, c.callable, c.dir), err}
+		return nil, &contextError{where, err}
 	}
 	return app, nil
 }
@@ -100,16 +219,24 @@ func (h *Handler) load() (*cpython.App, error) {
 // 500 (with the traceback when Debug is on) until the code is fixed.
 func (h *Handler) reload() {
 	start := time.Now()
-	if err := cpython.PurgeModules(h.cfg.dir); err != nil {
-		h.cfg.logger.Error("wsgi: forgetting the app's modules before a reload", "error", err)
+	interps := h.interps
+	if len(interps) == 0 {
+		interps = []int{0}
 	}
-	app, err := h.load()
-	if err == nil && h.isASGI != app.IsASGI() && h.cfg.protocol == "auto" {
+	for _, interp := range interps {
+		if err := cpython.PurgeModules(interp, h.cfg.dir); err != nil {
+			h.cfg.logger.Error("wsgi: forgetting the app's modules before a reload", "error", err)
+		}
+	}
+	apps, err := h.load()
+	if err == nil && h.isASGI != apps[0].IsASGI() && h.cfg.protocol == "auto" {
 		err = errors.New("wsgi: the app changed between WSGI and ASGI; restart to switch protocols")
-		app.Free()
-		app = nil
+		for _, a := range apps {
+			a.Free()
+		}
+		apps = nil
 	}
-	g, gerr := h.newGen(app, err)
+	g, gerr := h.newGen(apps, err)
 	if err == nil {
 		err = gerr
 	}

@@ -26,9 +26,12 @@ type Handler struct {
 	// buildScope).
 	relativePaths bool
 	gen           atomic.Pointer[appGen] // the current import of the app
-	slots         chan struct{}          // one token per request allowed to run Python
-	static        *staticFiles           // nil unless Options.Static
-	auth          *basicAuth             // nil unless Options.BasicAuth
+	// interps are the sub-interpreters the app runs in (Options.Interpreters),
+	// nil for the main interpreter.
+	interps []int
+	slots   chan struct{} // one token per request allowed to run Python
+	static  *staticFiles  // nil unless Options.Static
+	auth    *basicAuth    // nil unless Options.BasicAuth
 
 	// bodies says where WSGI requests run (pyrequest.go): n >= 0 is how
 	// many responses in a row had no close() to call, inline at
@@ -91,11 +94,18 @@ func New(opts Options) (*Handler, error) {
 			slog.NewTextHandler(f, nil).WithAttrs([]slog.Attr{slog.String("app", cfg.name)})))
 	}
 	h.id = registerApp(h)
-	app, err := h.load()
+	if cfg.interpreters > 1 {
+		if h.interps, err = cpython.AcquireInterpreters(cfg.interpreters); err != nil {
+			h.free()
+			return nil, err
+		}
+	}
+	apps, err := h.load()
 	if err != nil {
 		h.free()
 		return nil, err
 	}
+	app := apps[0]
 	switch cfg.protocol {
 	case "asgi":
 		h.isASGI = true
@@ -109,7 +119,7 @@ func New(opts Options) (*Handler, error) {
 		h.relativePaths = app.RelativePaths()
 	}
 	h.slots = make(chan struct{}, h.cfg.threads)
-	g, err := h.newGen(app, nil)
+	g, err := h.newGen(apps, nil)
 	if err != nil {
 		h.free()
 		return nil, err
@@ -198,6 +208,11 @@ func (h *Handler) free() {
 	unregisterApp(h.id)
 	if g := h.gen.Swap(nil); g != nil {
 		g.unref()
+	}
+	if h.interps != nil {
+		// Every generation is released: nothing of ours runs there.
+		cpython.ReleaseInterpreters(h.interps)
+		h.interps = nil
 	}
 	if h.logFile != nil {
 		_ = h.logFile.Close()
@@ -394,6 +409,8 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 		p.settle(settlement{status: http.StatusInternalServerError})
 		return
 	}
+	app, slot := g.pick()
+	defer g.done(slot)
 	x := h.exchanges.Get().(*exchange)
 	x.reset(h, w, r)
 	handle := cpython.Register(x)
@@ -402,7 +419,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 	// Every Python step of this request must use the same thread state.
 	runtime.LockOSThread()
 	if !p.inline {
-		p.started(cpython.ThreadIdent())
+		p.started(app.Interp(), cpython.ThreadIdent())
 	}
 	x.act = p.act
 	var call cpython.Call
@@ -437,7 +454,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, env []byte, p *pyR
 		x.reset(nil, nil, emptyRequest) // drop references before pooling
 		h.exchanges.Put(x)
 	}()
-	st := g.app.Start(&call, handle, env, *bufp, thread)
+	st := app.Start(&call, handle, env, *bufp, thread)
 	h.m.gilWait.observe(st.GILWait)
 	first = st.Kind
 	s.abort = x.serve(&call, st, *bufp)

@@ -44,6 +44,7 @@
 //	reload = true             # reload on .py changes only; default false
 //	static = "always"         # "always" serves <dir>/static at <prefix>/static/; "no" (default)
 //	threads = 16              # requests in the app at once; 0 (default) means 8, or 1024 for ASGI
+//	interpreters = 2          # sub-interpreters with their own GIL (Python 3.13+); 0 (default): the main one
 //	log_file = "logs/blog.log" # also append the app's log records here
 //	queue_timeout = "10s"     # wait for a thread before a 503; default "30s"
 //	request_timeout = "1m"    # past it the client gets 504; default: none
@@ -281,6 +282,11 @@ type App struct {
 	// Threads is how many requests may be in the app at once. If zero, 8,
 	// or 1024 for an ASGI app (wsgi.Options.Threads).
 	Threads int `toml:"threads"`
+
+	// Interpreters is how many isolated sub-interpreters, each with its
+	// own GIL, the app is imported in (wsgi.Options.Interpreters). If zero
+	// or 1, the main interpreter.
+	Interpreters int `toml:"interpreters"`
 
 	// Env holds extra environ keys for every request. If nil, none.
 	Env map[string]string `toml:"env"`
@@ -597,6 +603,7 @@ var keyTypes = map[string]string{
 	"auth.realm":              "a string",
 	"auth.pass_authorization": "a boolean",
 	"threads":                 "an integer",
+	"interpreters":            "an integer",
 	"env":                     "a table of strings",
 	"env.*":                   "a string",
 	"log_file":                "a string",
@@ -1008,6 +1015,9 @@ func (v *validator) check(c *Config) {
 		}
 		if a.Threads < 0 {
 			v.add(label, i, "threads", "threads %d must not be negative", a.Threads)
+		}
+		if a.Interpreters < 0 {
+			v.add(label, i, "interpreters", "interpreters %d must not be negative", a.Interpreters)
 		}
 		for k := range a.Env {
 			if k == "" || strings.HasPrefix(k, "wsgi.") {

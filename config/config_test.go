@@ -114,6 +114,7 @@ func TestLoadRequestKeys(t *testing.T) {
 		MaxBodyBytes                                  int64
 		TrustedProxies, PythonPath                    []string
 		Virtualenv, WebSocketCompression              string
+		Interpreters                                  int
 	}
 	abs := t.TempDir()
 	for _, tc := range []struct {
@@ -136,6 +137,7 @@ func TestLoadRequestKeys(t *testing.T) {
 		}},
 		{"virtualenv", `virtualenv = "envs/../venv"`, func(dir string) mapped { return mapped{Virtualenv: filepath.Join(dir, "venv")} }},
 		{"virtualenv absolute", `virtualenv = ` + strconv.Quote(abs), func(string) mapped { return mapped{Virtualenv: abs} }},
+		{"interpreters", `interpreters = 2`, func(string) mapped { return mapped{Interpreters: 2} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -152,6 +154,7 @@ func TestLoadRequestKeys(t *testing.T) {
 				QueueTimeout: o.QueueTimeout, RequestTimeout: o.RequestTimeout, BodyReadTimeout: o.BodyReadTimeout,
 				MaxBodyBytes: o.MaxBodyBytes, TrustedProxies: o.TrustedProxies, PythonPath: o.PythonPath,
 				Virtualenv: o.Virtualenv, WebSocketCompression: o.WebSocketCompression,
+				Interpreters: o.Interpreters,
 			})
 		})
 	}
@@ -241,6 +244,8 @@ module = "app"
 			[]string{`apps.toml:6: app "blog": static "sometimes" must be "always" or "no"`}},
 		{"negative threads", blog + "threads = -2\n",
 			[]string{`apps.toml:6: app "blog": threads -2 must not be negative`}},
+		{"negative interpreters", blog + "interpreters = -1\n",
+			[]string{`apps.toml:6: app "blog": interpreters -1 must not be negative`}},
 		{"websocket_compression", blog + "websocket_compression = \"max\"\n",
 			[]string{`apps.toml:6: app "blog": websocket_compression "max": want no-context-takeover, context-takeover or off`}},
 		{"auth type", blog + "auth = { type = \"digest\", htpasswd = \"blog/app.py\" }\n",

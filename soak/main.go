@@ -71,7 +71,9 @@ var (
 		flag.Int("slow-steady", 4, "slow-client run: uploads of 60 bytes at 10 bytes/s"),
 		flag.Int("slow-unread", 0, "slow-client run: bodies the app does not read, 10 bytes then a stall (the slow-unread-body run has its own)"),
 	}
-	slowDur = flag.Duration("slow-duration", 0, "slow-client run length (default 60s times -scale, at least 15s)")
+	slowDur      = flag.Duration("slow-duration", 0, "slow-client run length (default 60s times -scale, at least 15s)")
+	interpreters = flag.Int("interpreters", 0, "serve the app in `N` sub-interpreters (wsgi.Options.Interpreters; Python 3.13+); "+
+		"Python's blocks are then those of the interpreter that answers /blocks")
 	verbose = flag.Bool("v", false, "log the server's records (tracebacks of the error paths) to stderr")
 )
 
@@ -103,6 +105,7 @@ func newServer() (*server, error) {
 		Dir:             dir,
 		App:             "soakapp",
 		Threads:         threads,
+		Interpreters:    *interpreters,
 		QueueTimeout:    queueTimeout,
 		BodyReadTimeout: bodyReadTimeout,
 		Logger:          logger,

@@ -100,6 +100,7 @@ type flags struct {
 	prefix          string
 	protocol        string
 	threads         int
+	interpreters    int
 	queueTimeout    time.Duration
 	maxBody         int64
 	wsCompression   string
@@ -143,6 +144,7 @@ var appFlags = []struct{ flag, key string }{
 	{"prefix", "prefix"},
 	{"protocol", "protocol"},
 	{"threads", "threads"},
+	{"interpreters", "interpreters"},
 	{"debug", "debug"},
 	{"reload", "reload"},
 	{"queue-timeout", "queue_timeout"},
@@ -178,6 +180,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.prefix, "prefix", "", "URL `path` the app is mounted at; it becomes SCRIPT_NAME and other paths get 404")
 	fs.StringVar(&f.protocol, "protocol", "wsgi", "the app's interface: wsgi, asgi, or auto (an async callable means ASGI)")
 	fs.IntVar(&f.threads, "threads", 0, "requests in the app at once (0 means the library default: 8, or 1024 for an ASGI app)")
+	fs.IntVar(&f.interpreters, "interpreters", 0, "import the app in `N` isolated Python sub-interpreters, each with its own GIL, so that one process runs Python on N cores "+
+		"(Python 3.13+, apps whose extensions support isolated interpreters; 0 or 1: the main interpreter; see docs/interpreters.md)")
 	fs.DurationVar(&f.queueTimeout, "queue-timeout", 0, "how long a request waits for a thread before a 503 (0 means the library default, 30s)")
 	fs.Int64Var(&f.maxBody, "max-body", 0, "largest request body in `bytes` (0 means no limit)")
 	fs.StringVar(&f.wsCompression, "ws-compression", "", "WebSocket permessage-deflate: no-context-takeover (the default when empty), context-takeover or off")
@@ -238,6 +242,8 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, usageErr("-log-format must be text or json, not %q", f.logFormat)
 	case f.threads < 0:
 		return nil, usageErr("-threads must not be negative")
+	case f.interpreters < 0:
+		return nil, usageErr("-interpreters must not be negative")
 	case f.queueTimeout < 0:
 		return nil, usageErr("-queue-timeout must not be negative")
 	case f.maxBody < 0:
@@ -356,6 +362,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Prefix:               f.prefix,
 		Protocol:             f.protocol,
 		Threads:              f.threads,
+		Interpreters:         f.interpreters,
 		QueueTimeout:         f.queueTimeout,
 		MaxBodyBytes:         f.maxBody,
 		WebSocketCompression: f.wsCompression,

@@ -23,11 +23,19 @@ struct wsgi_asgi {
     PyObject *start, *call, *run_once;  // bound methods of obj
     PyObject *firstiter, *finalizer; // the loop's async-generator hooks
     uint64_t app;                    // the app's id, for gohost calls and log records
+    int interp;                      // the app's interpreter
     int epfd;                        // the loop's selector (an epoll fd)
 };
 
 // asyncio's and sys's per-thread state functions, looked up once.
-static PyObject *get_running_loop, *set_running_loop, *get_hooks, *set_hooks, *s_thread_id;
+// Per interpreter: the objects of one interpreter are never used in another.
+static PyObject *get_running_loop_[WSGI_MAX_INTERPS], *set_running_loop_[WSGI_MAX_INTERPS],
+    *get_hooks_[WSGI_MAX_INTERPS], *set_hooks_[WSGI_MAX_INTERPS], *s_thread_id_[WSGI_MAX_INTERPS];
+#define get_running_loop get_running_loop_[wsgi_cur_interp()]
+#define set_running_loop set_running_loop_[wsgi_cur_interp()]
+#define get_hooks get_hooks_[wsgi_cur_interp()]
+#define set_hooks set_hooks_[wsgi_cur_interp()]
+#define s_thread_id s_thread_id_[wsgi_cur_interp()]
 
 static int lookup_loop_functions(void) {
     if (s_thread_id != NULL) return 0;
@@ -52,8 +60,11 @@ static int lookup_loop_functions(void) {
 // _set_running_loop costs a getpid() system call (its fork check), ~1.4 us
 // here, twice per request if done eagerly. Nested entries (a gohost call
 // that serves another ASGI app in process) save and restore instead.
-__thread PyObject *wsgi_tls_loop;  // borrowed: the thread's running-loop holder keeps it alive
-static __thread int tls_depth;     // loop entries on this thread's stack
+// Per interpreter, as each has its own thread state on this thread.
+__thread PyObject *wsgi_tls_loops[WSGI_MAX_INTERPS];  // borrowed: the thread's running-loop holder keeps it alive
+static __thread int tls_depth_[WSGI_MAX_INTERPS];     // loop entries on this thread's stack
+#define wsgi_tls_loop wsgi_tls_loops[wsgi_cur_interp()]
+#define tls_depth tls_depth_[wsgi_cur_interp()]
 
 typedef struct {
     int nested;
@@ -142,12 +153,13 @@ static void asgi_clear(wsgi_asgi *a) {
 
 wsgi_asgi *wsgi_asgi_new(wsgi_app *app, wsgi_error *err) {
     wsgi_asgi *a = calloc(1, sizeof *a);
-    wsgi_enter();
+    wsgi_enter_app(app);
     if (a == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
     a->app = wsgi_app_id(app);
+    a->interp = wsgi_app_interp(app);
     PyObject *mod = PyImport_ImportModule("_wsgi_host");
     a->obj = mod ? PyObject_CallMethod(mod, "load_asgi", "OK", wsgi_app_callable(app),
                                        (unsigned long long)a->app)
@@ -181,7 +193,7 @@ int wsgi_asgi_epoll_fd(wsgi_asgi *a) { return a->epfd; }
 
 void wsgi_asgi_free(wsgi_asgi *a) {
     if (a == NULL) return;
-    wsgi_enter();
+    wsgi_enter_in(a->interp);
     asgi_clear(a);
     PyGC_Collect();
     wsgi_leave();
@@ -192,7 +204,7 @@ int wsgi_asgi_step(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int6
                    int64_t ylen, double *next, int64_t *gil_wait_ns, wsgi_error *err) {
     struct timespec t0, t1;
     if (kind == WSGI_ASGI_START) clock_gettime(CLOCK_MONOTONIC, &t0);
-    wsgi_enter_loop();
+    wsgi_enter_loop(a->interp);
     if (kind == WSGI_ASGI_START) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         *gil_wait_ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
@@ -241,7 +253,7 @@ int wsgi_asgi_step(wsgi_asgi *a, int kind, uintptr_t handle, const char *x, int6
 int wsgi_asgi_lifespan(wsgi_asgi *a, const char *event, double timeout, char **status, char **msg,
                        wsgi_error *err) {
     int rc = -1;
-    wsgi_enter();
+    wsgi_enter_in(a->interp);
     PyObject *r = PyObject_CallMethod(a->obj, "lifespan", "sd", event, timeout);
     if (r != NULL && PyTuple_Check(r) && PyTuple_GET_SIZE(r) == 2) {
         const char *s = PyUnicode_AsUTF8(PyTuple_GET_ITEM(r, 0));
@@ -259,7 +271,7 @@ int wsgi_asgi_lifespan(wsgi_asgi *a, const char *event, double timeout, char **s
 }
 
 int wsgi_asgi_shutdown(wsgi_asgi *a, double timeout, wsgi_error *err) {
-    wsgi_enter();
+    wsgi_enter_in(a->interp);
     PyObject *r = PyObject_CallMethod(a->obj, "shutdown", "d", timeout);
     int rc = r ? 0 : -1;
     if (r == NULL) wsgi_take_error(err);
@@ -269,7 +281,7 @@ int wsgi_asgi_shutdown(wsgi_asgi *a, double timeout, wsgi_error *err) {
 }
 
 void wsgi_asgi_close(wsgi_asgi *a) {
-    wsgi_enter();
+    wsgi_enter_in(a->interp);
     PyObject *r = PyObject_CallMethod(a->loop, "close", NULL);
     if (r == NULL) PyErr_Clear();
     Py_XDECREF(r);
@@ -292,7 +304,7 @@ static PyObject *decode_or_none(const char *p, int64_t n) {
 // Calls _wsgi_host.NAME(app's callable) and reports whether it returned a
 // true value (an error counts as false).
 static int host_predicate(wsgi_app *app, const char *name) {
-    wsgi_enter();
+    wsgi_enter_app(app);
     PyObject *mod = PyImport_ImportModule("_wsgi_host");
     PyObject *r = mod ? PyObject_CallMethod(mod, name, "O", wsgi_app_callable(app)) : NULL;
     int yes = r != NULL && PyObject_IsTrue(r) == 1;
@@ -320,8 +332,16 @@ static uintptr_t handle_arg(PyObject *o) {
 // body's bytes are copied once, into Go's queue, instead of encoded and
 // decoded. Returns -2 when msg is not one of them.
 static int32_t send_fast(uintptr_t h, PyObject *msg, char *err, size_t errcap) {
-    static PyObject *s_type, *s_start, *s_body, *s_status, *s_headers, *s_trailers, *s_bodykey,
-        *s_more;
+    static PyObject *strs[WSGI_MAX_INTERPS][8];  // per interpreter
+    PyObject **ss = strs[wsgi_cur_interp()];
+#define s_type ss[0]
+#define s_start ss[1]
+#define s_body ss[2]
+#define s_status ss[3]
+#define s_headers ss[4]
+#define s_trailers ss[5]
+#define s_bodykey ss[6]
+#define s_more ss[7]
     if (s_type == NULL) {
         s_type = PyUnicode_InternFromString("type");
         s_start = PyUnicode_InternFromString("http.response.start");
@@ -404,6 +424,14 @@ static int32_t send_fast(uintptr_t h, PyObject *msg, char *err, size_t errcap) {
     }
     return -2;
 }
+#undef s_type
+#undef s_start
+#undef s_body
+#undef s_status
+#undef s_headers
+#undef s_trailers
+#undef s_bodykey
+#undef s_more
 
 static PyObject *asgi_send(PyObject *self, PyObject *args) {
     PyObject *ho, *msg;

@@ -65,7 +65,7 @@ func (f *fakeRequest) LogErrors(text []byte) {
 func loadCalls(t *testing.T) *App {
 	t.Helper()
 	require.NoError(t, Initialize([]string{"REQUEST_METHOD"}))
-	app, _, err := LoadApp(1, "calls", "testdata", "calls", "application", "", nil)
+	app, _, err := LoadApp(0, 1, "calls", "testdata", "calls", "application", "", nil)
 	require.NoError(t, err)
 	t.Cleanup(app.Free)
 	return app

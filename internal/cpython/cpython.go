@@ -13,6 +13,7 @@ import "C"
 import (
 	_ "embed"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -96,9 +97,12 @@ func onMainThread(f func()) {
 }
 
 // Finalize finalizes the interpreter on its main thread. Nothing may run
-// Python afterwards.
+// Python afterwards. Once sub-interpreters were made it does nothing:
+// Py_FinalizeEx would end them, which aborts the process ("not the last
+// thread": every thread that served a request keeps a state in them, and
+// tearing them down aborts on 3.13.0 anyway, cpython#136423).
 func Finalize() error {
-	if !started.Load() {
+	if !started.Load() || SubInterpreters() > 0 {
 		return nil
 	}
 	var rc C.int
@@ -154,17 +158,86 @@ func takeError(e *C.wsgi_error) *Exception {
 
 // App is a loaded WSGI callable.
 type App struct {
-	p *C.wsgi_app
+	p      *C.wsgi_app
+	interp int
 }
 
-// LoadApp imports module from dir on Python's main thread and returns its
+// Interp is the interpreter the app was imported in (0: the main one).
+func (a *App) Interp() int { return a.interp }
+
+// MaxInterpreters is how many sub-interpreters a process can make.
+const MaxInterpreters = C.WSGI_MAX_INTERPS - 1
+
+var (
+	poolMu sync.Mutex
+	pool   []int // sub-interpreters made and not in use
+	made   int   // sub-interpreters made
+)
+
+// AcquireInterpreters returns n isolated sub-interpreters, each with its
+// own GIL: free ones from the process' pool first, then new ones. They are
+// never torn down (tearing down interpreters that imported datetime,
+// sqlite3 or email aborts on 3.13.0, cpython#136423): give them back with
+// ReleaseInterpreters for a later caller to reuse. Needs Python 3.12+.
+func AcquireInterpreters(n int) ([]int, error) {
+	poolMu.Lock()
+	defer poolMu.Unlock()
+	if len(pool)+MaxInterpreters-made < n {
+		return nil, fmt.Errorf("wsgi: %d interpreters wanted, %d left in this process (at most %d)",
+			n, len(pool)+MaxInterpreters-made, MaxInterpreters)
+	}
+	var ids []int
+	for len(ids) < n && len(pool) > 0 {
+		ids = append(ids, pool[len(pool)-1])
+		pool = pool[:len(pool)-1]
+	}
+	for len(ids) < n {
+		var e C.wsgi_error
+		var i C.int
+		onMainThread(func() { i = C.wsgi_interp_new(&e) })
+		if i < 0 {
+			pool = append(pool, ids...)
+			return nil, fmt.Errorf("wsgi: making a sub-interpreter: %w", takeError(&e))
+		}
+		made++
+		ids = append(ids, int(i))
+	}
+	return ids, nil
+}
+
+// ReleaseInterpreters gives interpreters back to the pool. Nothing of the
+// caller's may run in them any more; what it imported stays in their
+// sys.modules.
+func ReleaseInterpreters(ids []int) {
+	poolMu.Lock()
+	defer poolMu.Unlock()
+	pool = append(pool, ids...)
+}
+
+// InterpretersInUse is how many sub-interpreters are acquired and not
+// released.
+func InterpretersInUse() int {
+	poolMu.Lock()
+	defer poolMu.Unlock()
+	return made - len(pool)
+}
+
+// SubInterpreters is how many sub-interpreters the process has made.
+func SubInterpreters() int {
+	poolMu.Lock()
+	defer poolMu.Unlock()
+	return made
+}
+
+// LoadApp imports module from dir on Python's main thread, in interpreter
+// interp (0: the main one, else one of AcquireInterpreters), and returns its
 // callable. id names the app to the Host; name tags it. sitePackages ("" for none) is added with
 // site.addsitedir; pythonPath entries go on sys.path after dir.
 //
 // Signal handlers the import installed (signal.signal at import time) are
 // undone, since Go owns the process' signals; those signals are returned
 // so that the caller can warn.
-func LoadApp(id uint64, name, dir, module, callable, sitePackages string, pythonPath []string) (*App, []syscall.Signal, error) {
+func LoadApp(interp int, id uint64, name, dir, module, callable, sitePackages string, pythonPath []string) (*App, []syscall.Signal, error) {
 	strs := []string{name, dir, module, callable, sitePackages}
 	strs = append(strs, pythonPath...)
 	var packed []byte
@@ -179,7 +252,7 @@ func LoadApp(id uint64, name, dir, module, callable, sitePackages string, python
 	var p *C.wsgi_app
 	var restored C.int64_t
 	onMainThread(func() {
-		p = C.wsgi_app_load(C.uint64_t(id), (*C.char)(unsafe.Pointer(&packed[0])), C.int64_t(len(packed)),
+		p = C.wsgi_app_load(C.int(interp), C.uint64_t(id), (*C.char)(unsafe.Pointer(&packed[0])), C.int64_t(len(packed)),
 			C.int32_t(len(strs)), &restored, &e)
 	})
 	if p == nil {
@@ -191,19 +264,20 @@ func LoadApp(id uint64, name, dir, module, callable, sitePackages string, python
 			sigs = append(sigs, syscall.Signal(s))
 		}
 	}
-	return &App{p: p}, sigs, nil
+	return &App{p: p, interp: interp}, sigs, nil
 }
 
-// PurgeModules forgets (removes from sys.modules) every module loaded from
-// a file under dir, so that the next import reads the files again. It runs
-// on Python's main thread, where apps are imported.
-func PurgeModules(dir string) error {
+// PurgeModules forgets (removes from sys.modules of interpreter interp)
+// every module loaded from a file under dir, so that the next import reads
+// the files again. It runs on Python's main thread, where apps are
+// imported.
+func PurgeModules(interp int, dir string) error {
 	fn, arg := C.CString("purge_modules"), C.CString(dir)
 	defer C.free(unsafe.Pointer(fn))
 	defer C.free(unsafe.Pointer(arg))
 	var e C.wsgi_error
 	var rc C.int
-	onMainThread(func() { rc = C.wsgi_host_call(fn, arg, &e) })
+	onMainThread(func() { rc = C.wsgi_host_call(C.int(interp), fn, arg, &e) })
 	if rc != 0 {
 		return takeError(&e)
 	}
@@ -337,25 +411,29 @@ func (c *Call) result() Step {
 // ThreadIdent is the calling OS thread's Python thread identifier.
 func ThreadIdent() uint64 { return uint64(C.wsgi_thread_ident()) }
 
-// Interrupt raises RequestTimeout in the Python thread ident at its next
-// bytecode (set), or takes back one not raised yet (!set).
-func Interrupt(ident uint64, set bool) {
+// Interrupt raises RequestTimeout in the Python thread ident of
+// interpreter interp at its next bytecode (set), or takes back one not
+// raised yet (!set).
+func Interrupt(interp int, ident uint64, set bool) {
 	s := C.int(0)
 	if set {
 		s = 1
 	}
-	C.wsgi_interrupt(C.ulong(ident), s)
+	C.wsgi_interrupt(C.int(interp), C.ulong(ident), s)
 }
 
-// Eval runs Python source in a fresh namespace and returns str(result),
-// where result is a variable the source may set. For tests and
-// diagnostics.
-func Eval(src string) (string, error) {
+// Eval runs Python source in a fresh namespace of the main interpreter and
+// returns str(result), where result is a variable the source may set. For
+// tests and diagnostics.
+func Eval(src string) (string, error) { return EvalIn(0, src) }
+
+// EvalIn is Eval in interpreter interp.
+func EvalIn(interp int, src string) (string, error) {
 	cs := C.CString(src)
 	defer C.free(unsafe.Pointer(cs))
 	var out *C.char
 	var e C.wsgi_error
-	if C.wsgi_eval(cs, &out, &e) != 0 {
+	if C.wsgi_eval(C.int(interp), cs, &out, &e) != 0 {
 		return "", takeError(&e)
 	}
 	defer C.free(unsafe.Pointer(out))
@@ -365,14 +443,17 @@ func Eval(src string) (string, error) {
 // Stacks calls the host module's stacks(request) with the GIL taken once
 // and returns its answer: the Python stacks of requests in progress (see
 // host.py for the JSON formats).
-func Stacks(request string) (string, error) {
+func Stacks(request string) (string, error) { return StacksIn(0, request) }
+
+// StacksIn is Stacks for the requests of interpreter interp.
+func StacksIn(interp int, request string) (string, error) {
 	fn := C.CString("stacks")
 	defer C.free(unsafe.Pointer(fn))
 	arg := C.CString(request)
 	defer C.free(unsafe.Pointer(arg))
 	var out *C.char
 	var e C.wsgi_error
-	if C.wsgi_host_call_str(fn, arg, &out, &e) != 0 {
+	if C.wsgi_host_call_str(C.int(interp), fn, arg, &out, &e) != 0 {
 		return "", takeError(&e)
 	}
 	defer C.free(unsafe.Pointer(out))

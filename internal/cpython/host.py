@@ -248,7 +248,8 @@ def stacks(request):
     import json
 
     want = json.loads(request)
-    current = sys._current_frames()
+    # Only when asked: it walks the threads of every interpreter.
+    current = sys._current_frames() if want.get("threads") else {}
     threads = {}
     for ident in want.get("threads") or ():
         frame = current.get(ident)

@@ -26,41 +26,111 @@
 #endif
 
 // ---------------------------------------------------------------------------
-// Thread states: one per OS thread, created on first use, kept for the life
-// of the thread. Created through PyGILState_Ensure so that C extensions that
-// call PyGILState_Ensure themselves find this thread's state (a state made
-// with PyThreadState_New and moved between threads would make them create a
-// second one and deadlock on the GIL).
+// Interpreters. Index 0 is the main interpreter; 1.. are isolated
+// sub-interpreters with their own GIL (PEP 684), made by wsgi_interp_new
+// and never torn down (cpython#136423). Each holds its own copy of every
+// Python object the C code caches: an object of one interpreter must never
+// be touched under another's GIL.
 
-static __thread PyThreadState *tls_ts;
+typedef struct {
+    PyInterpreterState *interp;
+    PyObject *host_mod;        // the helper module (host.py)
+    PyObject *host_load_app;   // host.load_app
+    PyObject *host_format_exc; // host.format_exception
+    PyObject *file_wrapper_t;  // host.FileWrapper
+    PyObject **known_keys;     // interned environ keys
+    PyObject *s_close, *s_fileno, *s_tell, *s_filelike, *s_wsgi_input, *s_wsgi_errors,
+        *s_wsgi_early_hints;
+    PyTypeObject *input_t, *errors_t, *responder_t;
+} istate;
 
-static void take_gil(void) {
-    if (tls_ts == NULL) {
-        PyGILState_Ensure();  // never released: the state lives with the thread
-        tls_ts = PyThreadState_Get();
-    } else {
-        PyEval_RestoreThread(tls_ts);
+static istate interps[WSGI_MAX_INTERPS];
+static int n_interps;  // made so far (only on Python's main thread)
+static int32_t n_known_keys;
+static char *saved_host_src, *saved_keys;  // for the interpreters made later
+static int64_t saved_keyslen;
+
+// ---------------------------------------------------------------------------
+// Thread states: one per (OS thread, interpreter), created on first use,
+// kept for the life of the thread. The main interpreter's is created
+// through PyGILState_Ensure so that C extensions that call
+// PyGILState_Ensure themselves find this thread's state (a state made with
+// PyThreadState_New and moved between threads would make them create a
+// second one and deadlock on the GIL). PyGILState_* know only the main
+// interpreter: a sub-interpreter's state is made with PyThreadState_New,
+// after the main one, so that the thread's PyGILState binding stays the
+// main interpreter's.
+
+static __thread PyThreadState *tls_ts[WSGI_MAX_INTERPS];
+
+// The interpreter this thread works in while it holds a GIL, and the ones
+// that nested entries (a gohost call serving another app in process)
+// replaced.
+#define WSGI_MAX_NEST 128
+static __thread istate *tls_is;
+static __thread istate *tls_nest[WSGI_MAX_NEST];
+static __thread int tls_nest_n;
+
+static void take_gil(int i) {
+    PyThreadState *ts = tls_ts[i];
+    if (ts != NULL) {
+        PyEval_RestoreThread(ts);
+        return;
     }
+    if (i == 0 || tls_ts[0] == NULL) {
+        PyGILState_Ensure();  // never released: the state lives with the thread
+        tls_ts[0] = PyThreadState_Get();
+        if (i == 0) return;
+        PyEval_SaveThread();
+    }
+    ts = PyThreadState_New(interps[i].interp);
+    PyEval_RestoreThread(ts);
+    tls_ts[i] = ts;
 }
+
+static void push_is(istate *s) {
+    if (tls_nest_n < WSGI_MAX_NEST) tls_nest[tls_nest_n] = tls_is;
+    tls_nest_n++;
+    tls_is = s;
+}
+
+static void pop_is(void) {
+    if (tls_nest_n == 0) return;
+    tls_nest_n--;
+    tls_is = tls_nest_n < WSGI_MAX_NEST ? tls_nest[tls_nest_n] : NULL;
+}
+
+#define IS tls_is
 
 // Python work on a thread that an ASGI loop was left entered on starts by
 // leaving it (see asgi.c): asyncio.run() and async_to_sync must not find
 // a running loop.
-static void enter(void) {
-    take_gil();
-    if (wsgi_tls_loop != NULL) wsgi_loop_forget();
+static void enter_in(int i) {
+    take_gil(i);
+    push_is(&interps[i]);
+    if (wsgi_tls_loops[i] != NULL) wsgi_loop_forget();
 }
 
-static void leave(void) { PyEval_SaveThread(); }
+static void enter(void) { enter_in(0); }
+
+static void leave(void) {
+    pop_is();
+    PyEval_SaveThread();
+}
 
 void wsgi_enter(void) { enter(); }
-void wsgi_enter_loop(void) { take_gil(); }
+void wsgi_enter_in(int i) { enter_in(i); }
+void wsgi_enter_loop(int i) {
+    take_gil(i);
+    push_is(&interps[i]);
+}
+int wsgi_cur_interp(void) { return (int)(tls_is - interps); }
 void wsgi_leave(void) { leave(); }
 
 // enter_req and leave_req bracket Python work for a request, telling the
 // gohost bridge and the logging handler which request and app it is.
-static void enter_req(uintptr_t handle, uint64_t app) {
-    enter();
+static void enter_req(uintptr_t handle, uint64_t app, int interp) {
+    enter_in(interp);
     wsgi_tls_handle = handle;
     wsgi_tls_app = app;
 }
@@ -70,19 +140,6 @@ static void leave_req(void) {
     wsgi_tls_app = 0;
     leave();
 }
-
-// ---------------------------------------------------------------------------
-// Process-wide state, set once by wsgi_initialize.
-
-static PyObject *host_mod;        // the helper module (host.py)
-static PyObject *host_load_app;   // host.load_app
-static PyObject *host_format_exc; // host.format_exception
-static PyObject *file_wrapper_t;  // host.FileWrapper
-static PyObject **known_keys;     // interned environ keys
-static int32_t n_known_keys;
-static PyObject *s_close, *s_fileno, *s_tell, *s_filelike, *s_wsgi_input,
-    *s_wsgi_errors, *s_wsgi_early_hints;
-static PyTypeObject *input_t, *errors_t, *responder_t;
 
 static char *xstrdup(const char *s) {
     size_t n = strlen(s) + 1;
@@ -152,8 +209,8 @@ static void take_error(wsgi_error *e) {
     e->type = type_name((PyObject *)Py_TYPE(v));
     e->message = str_of(v);
     e->traceback = NULL;
-    if (host_format_exc != NULL) {
-        PyObject *s = PyObject_CallOneArg(host_format_exc, v);
+    if (IS != NULL && IS->host_format_exc != NULL) {
+        PyObject *s = PyObject_CallOneArg(IS->host_format_exc, v);
         if (s != NULL && PyUnicode_Check(s)) e->traceback = xstrdup(PyUnicode_AsUTF8(s));
         Py_XDECREF(s);
         PyErr_Clear();
@@ -163,7 +220,7 @@ static void take_error(wsgi_error *e) {
 }
 
 PyObject *wsgi_format_exception(PyObject *exc) {
-    return host_format_exc ? PyObject_CallOneArg(host_format_exc, exc) : NULL;
+    return IS && IS->host_format_exc ? PyObject_CallOneArg(IS->host_format_exc, exc) : NULL;
 }
 
 void wsgi_take_error(wsgi_error *e) { take_error(e); }
@@ -682,12 +739,77 @@ static PyTypeObject *make_type(PyType_Spec *spec) {
     return (PyTypeObject *)PyType_FromSpec(spec);
 }
 
+// Sets up s, the interpreter the calling thread holds the GIL of: runs the
+// host module and caches its objects, the interned strings and the types.
+// Returns -1 with a Python exception set.
+static int init_istate(istate *s) {
+    s->interp = PyInterpreterState_Get();
+    s->host_mod = PyModule_New("_wsgi_host");
+    if (s->host_mod == NULL) return -1;
+    if (PyModule_AddFunctions(s->host_mod, wsgi_host_methods) < 0) return -1;
+    if (PyModule_AddFunctions(s->host_mod, wsgi_asgi_methods) < 0) return -1;
+    PyObject *d = PyModule_GetDict(s->host_mod);
+    if (PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) < 0) return -1;
+    PyObject *code = Py_CompileString(saved_host_src, "<wsgi host>", Py_file_input);
+    if (code == NULL) return -1;
+    PyObject *r = PyEval_EvalCode(code, d, d);
+    Py_DECREF(code);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    PyObject *sysmods = PyImport_GetModuleDict();
+    if (PyDict_SetItemString(sysmods, "_wsgi_host", s->host_mod) < 0) return -1;
+    s->host_load_app = PyObject_GetAttrString(s->host_mod, "load_app");
+    s->host_format_exc = PyObject_GetAttrString(s->host_mod, "format_exception");
+    s->file_wrapper_t = PyObject_GetAttrString(s->host_mod, "FileWrapper");
+    if (!s->host_load_app || !s->host_format_exc || !s->file_wrapper_t) return -1;
+
+    s->s_close = PyUnicode_InternFromString("close");
+    s->s_fileno = PyUnicode_InternFromString("fileno");
+    s->s_tell = PyUnicode_InternFromString("tell");
+    s->s_filelike = PyUnicode_InternFromString("filelike");
+    s->s_wsgi_input = PyUnicode_InternFromString("wsgi.input");
+    s->s_wsgi_errors = PyUnicode_InternFromString("wsgi.errors");
+    s->s_wsgi_early_hints = PyUnicode_InternFromString("wsgi.early_hints");
+    if (!s->s_close || !s->s_fileno || !s->s_tell || !s->s_filelike || !s->s_wsgi_input ||
+        !s->s_wsgi_errors || !s->s_wsgi_early_hints)
+        return -1;
+
+    s->known_keys = calloc((size_t)n_known_keys, sizeof(PyObject *));
+    if (s->known_keys == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const char *p = saved_keys, *end = saved_keys + saved_keyslen;
+    for (int32_t i = 0; i < n_known_keys; i++) {
+        size_t n = strnlen(p, (size_t)(end - p));
+        s->known_keys[i] = PyUnicode_InternFromString(p);
+        if (s->known_keys[i] == NULL) return -1;
+        p += n + 1;
+    }
+
+    s->responder_t = make_type(&responder_spec);
+    s->input_t = make_type(&input_spec);
+    s->errors_t = make_type(&errors_spec);
+    if (!s->responder_t || !s->input_t || !s->errors_t) return -1;
+    return 0;
+}
+
 int wsgi_initialize(const char *program, const char *host_src, const char *keys,
                     int64_t keyslen, int32_t nkeys, wsgi_error *err) {
     if (Py_IsInitialized()) {
         set_error(err, "RuntimeError", "python is already initialized");
         return -1;
     }
+    saved_host_src = xstrdup(host_src);
+    saved_keys = malloc(keyslen > 0 ? (size_t)keyslen : 1);
+    if (saved_host_src == NULL || saved_keys == NULL) {
+        set_error(err, "MemoryError", "out of memory");
+        return -1;
+    }
+    memcpy(saved_keys, keys, (size_t)keyslen);
+    saved_keyslen = keyslen;
+    n_known_keys = nkeys;
+
     PyConfig cfg;
     PyConfig_InitPythonConfig(&cfg);
     cfg.install_signal_handlers = 0;  // Go owns the process' signals
@@ -702,54 +824,10 @@ int wsgi_initialize(const char *program, const char *host_src, const char *keys,
     PyConfig_Clear(&cfg);
 
     // The initialising thread now holds the GIL with the main thread state.
-    tls_ts = PyThreadState_Get();
-
-    host_mod = PyModule_New("_wsgi_host");
-    if (host_mod == NULL) goto py_fail;
-    if (PyModule_AddFunctions(host_mod, wsgi_host_methods) < 0) goto py_fail;
-    if (PyModule_AddFunctions(host_mod, wsgi_asgi_methods) < 0) goto py_fail;
-    PyObject *d = PyModule_GetDict(host_mod);
-    if (PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) < 0) goto py_fail;
-    PyObject *code = Py_CompileString(host_src, "<wsgi host>", Py_file_input);
-    if (code == NULL) goto py_fail;
-    PyObject *r = PyEval_EvalCode(code, d, d);
-    Py_DECREF(code);
-    if (r == NULL) goto py_fail;
-    Py_DECREF(r);
-    PyObject *sysmods = PyImport_GetModuleDict();
-    if (PyDict_SetItemString(sysmods, "_wsgi_host", host_mod) < 0) goto py_fail;
-    host_load_app = PyObject_GetAttrString(host_mod, "load_app");
-    host_format_exc = PyObject_GetAttrString(host_mod, "format_exception");
-    file_wrapper_t = PyObject_GetAttrString(host_mod, "FileWrapper");
-    if (!host_load_app || !host_format_exc || !file_wrapper_t) goto py_fail;
-
-    s_close = PyUnicode_InternFromString("close");
-    s_fileno = PyUnicode_InternFromString("fileno");
-    s_tell = PyUnicode_InternFromString("tell");
-    s_filelike = PyUnicode_InternFromString("filelike");
-    s_wsgi_input = PyUnicode_InternFromString("wsgi.input");
-    s_wsgi_errors = PyUnicode_InternFromString("wsgi.errors");
-    s_wsgi_early_hints = PyUnicode_InternFromString("wsgi.early_hints");
-    if (!s_close || !s_fileno || !s_tell || !s_filelike || !s_wsgi_input || !s_wsgi_errors ||
-        !s_wsgi_early_hints)
-        goto py_fail;
-
-    known_keys = calloc((size_t)nkeys, sizeof(PyObject *));
-    if (known_keys == NULL) goto py_fail;
-    const char *p = keys, *end = keys + keyslen;
-    for (int32_t i = 0; i < nkeys; i++) {
-        size_t n = strnlen(p, (size_t)(end - p));
-        known_keys[i] = PyUnicode_InternFromString(p);
-        if (known_keys[i] == NULL) goto py_fail;
-        p += n + 1;
-    }
-    n_known_keys = nkeys;
-
-    responder_t = make_type(&responder_spec);
-    input_t = make_type(&input_spec);
-    errors_t = make_type(&errors_spec);
-    if (!responder_t || !input_t || !errors_t) goto py_fail;
-
+    tls_ts[0] = PyThreadState_Get();
+    push_is(&interps[0]);
+    n_interps = 1;
+    if (init_istate(&interps[0]) < 0) goto py_fail;
     leave();  // drop the GIL so that any thread can take it
     return 0;
 
@@ -763,11 +841,56 @@ py_fail:
     return -1;
 }
 
+int wsgi_interp_new(wsgi_error *err) {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (n_interps >= WSGI_MAX_INTERPS) {
+        set_error(err, "RuntimeError", "too many interpreters");
+        return -1;
+    }
+    int i = n_interps;
+    enter();
+    PyInterpreterConfig config = {
+        .use_main_obmalloc = 0,
+        .allow_fork = 0,
+        .allow_exec = 0,
+        .allow_threads = 1,
+        .allow_daemon_threads = 0,
+        .check_multi_interp_extensions = 1,
+        .gil = PyInterpreterConfig_OWN_GIL,
+    };
+    PyThreadState *ts = NULL;
+    PyStatus st = Py_NewInterpreterFromConfig(&ts, &config);
+    if (PyStatus_Exception(st) || ts == NULL) {
+        // The main interpreter's state is current again.
+        set_error(err, "RuntimeError",
+                  st.err_msg ? st.err_msg : "Py_NewInterpreterFromConfig failed");
+        leave();
+        return -1;
+    }
+    // The new interpreter's state is current, holding its own GIL; the
+    // main one's state was detached. This thread keeps the new state.
+    tls_ts[i] = ts;
+    pop_is();
+    push_is(&interps[i]);
+    int rc = init_istate(&interps[i]);
+    if (rc < 0) take_error(err);
+    pop_is();
+    PyEval_SaveThread();
+    if (rc < 0) return -1;  // an interpreter we cannot use, left alone (never torn down)
+    n_interps = i + 1;
+    return i;
+#else
+    set_error(err, "RuntimeError", "sub-interpreters with their own GIL need Python 3.12 or later");
+    return -1;
+#endif
+}
+
 // ---------------------------------------------------------------------------
 // Apps.
 
 struct wsgi_app {
     uint64_t id;
+    int interp;  // index into interps
     PyObject *callable;
     PyObject *base_env;  // wsgi.version, wsgi.multithread, ... copied per request
 };
@@ -797,12 +920,17 @@ static int64_t restore_signals(const struct sigaction *saved) {
     return changed;
 }
 
-wsgi_app *wsgi_app_load(uint64_t id, const char *strs, int64_t strslen, int32_t nstrs,
+wsgi_app *wsgi_app_load(int interp, uint64_t id, const char *strs, int64_t strslen, int32_t nstrs,
                         int64_t *restored, wsgi_error *err) {
     wsgi_app *app = NULL;
     struct sigaction saved[WSGI_NSIG];
     save_signals(saved);
-    enter();
+    if (interp < 0 || interp >= n_interps) {
+        set_error(err, "RuntimeError", "no such interpreter");
+        *restored = 0;
+        return NULL;
+    }
+    enter_in(interp);
     uint64_t prev_app = wsgi_tls_app;
     wsgi_tls_app = id;  // gohost calls and log records at import belong to this app
     PyObject *args = PyTuple_New(nstrs);
@@ -815,7 +943,7 @@ wsgi_app *wsgi_app_load(uint64_t id, const char *strs, int64_t strslen, int32_t 
         PyTuple_SET_ITEM(args, i, s);
         p += n + 1;
     }
-    PyObject *res = PyObject_Call(host_load_app, args, NULL);
+    PyObject *res = PyObject_Call(IS->host_load_app, args, NULL);
     Py_CLEAR(args);
     if (res == NULL) goto fail;
     // load_app returns (callable, base_environ)
@@ -832,6 +960,7 @@ wsgi_app *wsgi_app_load(uint64_t id, const char *strs, int64_t strslen, int32_t 
         goto fail;
     }
     app->id = id;
+    app->interp = interp;
     app->callable = PyTuple_GET_ITEM(res, 0);
     app->base_env = PyTuple_GET_ITEM(res, 1);
     Py_INCREF(app->callable);
@@ -852,10 +981,12 @@ fail:
 
 PyObject *wsgi_app_callable(wsgi_app *app) { return app->callable; }
 uint64_t wsgi_app_id(wsgi_app *app) { return app->id; }
+int wsgi_app_interp(wsgi_app *app) { return app->interp; }
+void wsgi_enter_app(wsgi_app *app) { enter_in(app->interp); }
 
 void wsgi_app_free(wsgi_app *app, int collect) {
     if (app == NULL) return;
-    enter();
+    enter_in(app->interp);
     Py_CLEAR(app->callable);
     Py_CLEAR(app->base_env);
     // A module's functions and its globals form cycles: only the
@@ -871,6 +1002,7 @@ void wsgi_app_free(wsgi_app *app, int collect) {
 struct wsgi_req {
     uintptr_t handle;
     uint64_t app;
+    int interp;
     PyObject *result;   // what the app returned
     PyObject *iter;     // iter(result), for iterables that are not lists/tuples
     PyObject *chunk;    // the chunk last handed out
@@ -909,7 +1041,7 @@ static PyObject *build_environ(wsgi_app *app, wsgi_req *req, const char *env, in
             p += kl;
         } else {
             if (id >= n_known_keys) goto bad;
-            k = known_keys[id];
+            k = IS->known_keys[id];
             Py_INCREF(k);
         }
         if (k == NULL) goto fail;
@@ -934,11 +1066,11 @@ static PyObject *build_environ(wsgi_app *app, wsgi_req *req, const char *env, in
         Py_DECREF(v);
         if (rc < 0) goto fail;
     }
-    if (PyDict_SetItem(d, s_wsgi_input, (PyObject *)req->input) < 0) goto fail;
-    if (PyDict_SetItem(d, s_wsgi_errors, (PyObject *)req->errors) < 0) goto fail;
+    if (PyDict_SetItem(d, IS->s_wsgi_input, (PyObject *)req->input) < 0) goto fail;
+    if (PyDict_SetItem(d, IS->s_wsgi_errors, (PyObject *)req->errors) < 0) goto fail;
     PyObject *hints = PyCFunction_New(&early_hints_def, (PyObject *)req->resp);
     if (hints == NULL) goto fail;
-    int rc = PyDict_SetItem(d, s_wsgi_early_hints, hints);
+    int rc = PyDict_SetItem(d, IS->s_wsgi_early_hints, hints);
     Py_DECREF(hints);
     if (rc < 0) goto fail;
     return d;
@@ -983,7 +1115,7 @@ static void req_free(wsgi_req *req) {
 static int call_close(PyObject *result) {
     if (result == NULL || PyList_CheckExact(result) || PyTuple_CheckExact(result)) return 0;
     PyObject *close;
-    if (PyObject_GetOptionalAttr(result, s_close, &close) < 0) return -1;
+    if (PyObject_GetOptionalAttr(result, IS->s_close, &close) < 0) return -1;
     if (close == NULL) return 0;
     PyObject *r = PyObject_CallNoArgs(close);
     Py_DECREF(close);
@@ -1040,14 +1172,14 @@ static void next_chunk(wsgi_req *req, wsgi_step *step) {
 // A wsgi.file_wrapper over a regular file: hand Go a dup of its descriptor
 // so that it can sendfile. Returns 1 if it did, 0 to iterate instead.
 static int try_file(wsgi_req *req, wsgi_step *step) {
-    PyObject *filelike = PyObject_GetAttr(req->result, s_filelike);
+    PyObject *filelike = PyObject_GetAttr(req->result, IS->s_filelike);
     if (filelike == NULL) {
         PyErr_Clear();
         return 0;
     }
     int ok = 0;
-    PyObject *fdo = PyObject_CallMethodNoArgs(filelike, s_fileno);
-    PyObject *pos = fdo ? PyObject_CallMethodNoArgs(filelike, s_tell) : NULL;
+    PyObject *fdo = PyObject_CallMethodNoArgs(filelike, IS->s_fileno);
+    PyObject *pos = fdo ? PyObject_CallMethodNoArgs(filelike, IS->s_tell) : NULL;
     if (fdo != NULL && pos != NULL && PyLong_Check(fdo) && PyLong_Check(pos)) {
         long fd = PyLong_AsLong(fdo);
         long long off = PyLong_AsLongLong(pos);
@@ -1086,20 +1218,21 @@ void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env, int64_t en
     // clock (vDSO, tens of nanoseconds) per request.
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    enter_req(handle, app->id);
+    enter_req(handle, app->id, app->interp);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     step->gil_wait_ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
     if (thread != NULL) __atomic_store_n(thread, (uint64_t)PyThread_get_thread_ident(), __ATOMIC_RELAXED);
     *reqp = req;
     req->handle = handle;
     req->app = app->id;
-    req->resp = PyObject_New(responder, responder_t);
+    req->interp = app->interp;
+    req->resp = PyObject_New(responder, IS->responder_t);
     if (req->resp == NULL) goto error;
     req->resp->h = handle;
     req->resp->owner = PyThread_get_thread_ident();
     req->resp->write = NULL;
-    req->input = new_handle_obj(input_t, handle);
-    req->errors = new_handle_obj(errors_t, handle);
+    req->input = new_handle_obj(IS->input_t, handle);
+    req->errors = new_handle_obj(IS->errors_t, handle);
     if (req->input == NULL || req->errors == NULL) goto error;
 
     PyObject *environ = build_environ(app, req, env, envlen);
@@ -1167,7 +1300,7 @@ void wsgi_req_start(wsgi_app *app, uintptr_t handle, const char *env, int64_t en
         leave_req();
         return;
     }
-    if ((PyObject *)Py_TYPE(result) == file_wrapper_t && try_file(req, step)) {
+    if ((PyObject *)Py_TYPE(result) == IS->file_wrapper_t && try_file(req, step)) {
         leave_req();
         return;
     }
@@ -1184,7 +1317,7 @@ error:
 
 void wsgi_req_next(wsgi_req *req, wsgi_step *step) {
     memset(step, 0, sizeof *step);
-    enter_req(req->handle, req->app);
+    enter_req(req->handle, req->app, req->interp);
     if (req->iter == NULL) {
         PyErr_SetString(PyExc_SystemError, "wsgi: next on a request without an iterator");
         step_error(step);
@@ -1196,7 +1329,7 @@ void wsgi_req_next(wsgi_req *req, wsgi_step *step) {
 
 int wsgi_req_finish(wsgi_req *req, wsgi_error *err) {
     int rc = 0;
-    enter_req(req->handle, req->app);
+    enter_req(req->handle, req->app, req->interp);
     Py_CLEAR(req->chunk);
     if (call_close(req->result) < 0) {
         take_error(err);
@@ -1215,20 +1348,27 @@ int wsgi_finalize(void) {
 
 unsigned long wsgi_thread_ident(void) { return PyThread_get_thread_ident(); }
 
-void wsgi_interrupt(unsigned long ident, int set) {
-    enter();
+void wsgi_interrupt(int interp, unsigned long ident, int set) {
+    if (interp < 0 || interp >= n_interps) return;
+    // PyThreadState_SetAsyncExc looks for the thread among the current
+    // interpreter's states: enter the one the request runs in.
+    enter_in(interp);
     PyObject *exc = NULL;
-    if (set) exc = PyObject_GetAttrString(host_mod, "RequestTimeout");
+    if (set) exc = PyObject_GetAttrString(IS->host_mod, "RequestTimeout");
     if (!set || exc != NULL) PyThreadState_SetAsyncExc(ident, exc);
     PyErr_Clear();
     Py_XDECREF(exc);
     leave();
 }
 
-int wsgi_host_call(const char *fn, const char *arg, wsgi_error *err) {
+int wsgi_host_call(int interp, const char *fn, const char *arg, wsgi_error *err) {
     int rc = 0;
-    enter();
-    PyObject *r = PyObject_CallMethod(host_mod, fn, "s", arg);
+    if (interp < 0 || interp >= n_interps) {
+        set_error(err, "RuntimeError", "no such interpreter");
+        return -1;
+    }
+    enter_in(interp);
+    PyObject *r = PyObject_CallMethod(IS->host_mod, fn, "s", arg);
     if (r == NULL) {
         take_error(err);
         rc = -1;
@@ -1238,10 +1378,14 @@ int wsgi_host_call(const char *fn, const char *arg, wsgi_error *err) {
     return rc;
 }
 
-int wsgi_host_call_str(const char *fn, const char *arg, char **out, wsgi_error *err) {
+int wsgi_host_call_str(int interp, const char *fn, const char *arg, char **out, wsgi_error *err) {
     int rc = -1;
-    enter();
-    PyObject *r = PyObject_CallMethod(host_mod, fn, "s", arg);
+    if (interp < 0 || interp >= n_interps) {
+        set_error(err, "RuntimeError", "no such interpreter");
+        return -1;
+    }
+    enter_in(interp);
+    PyObject *r = PyObject_CallMethod(IS->host_mod, fn, "s", arg);
     if (r == NULL) {
         take_error(err);
     } else if (!PyUnicode_Check(r)) {
@@ -1256,9 +1400,13 @@ int wsgi_host_call_str(const char *fn, const char *arg, char **out, wsgi_error *
     return rc;
 }
 
-int wsgi_eval(const char *src, char **out, wsgi_error *err) {
+int wsgi_eval(int interp, const char *src, char **out, wsgi_error *err) {
     int rc = -1;
-    enter();
+    if (interp < 0 || interp >= n_interps) {
+        set_error(err, "RuntimeError", "no such interpreter");
+        return -1;
+    }
+    enter_in(interp);
     PyObject *d = PyDict_New();
     PyObject *v = NULL;
     if (d != NULL && PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) == 0)

@@ -69,16 +69,27 @@ int wsgi_initialize(const char *program, const char *host_src,
 const char *wsgi_guess_executable(void);
 const char *wsgi_version(void);
 
-// Imports the app. strs holds NUL-terminated strings: name, dir, module,
+// The most interpreters a process makes (the main one included).
+#define WSGI_MAX_INTERPS 64
+
+// Makes an isolated sub-interpreter with its own GIL (PEP 684): no
+// single-phase-init extensions, no fork or exec, threads allowed. It is
+// never torn down. Returns its index (> 0), or -1 with err set. Call it on
+// Python's main thread.
+int wsgi_interp_new(wsgi_error *err);
+
+// Imports the app in interpreter interp (0: the main one). strs holds NUL-terminated strings: name, dir, module,
 // callable, site-packages ("" if none), then the extra sys.path entries.
 // Signal dispositions the import changed are put back; *restored gets a
 // bit (1 << signo) for each.
 // id names the app to the Go callbacks (gohost calls, log records).
-wsgi_app *wsgi_app_load(uint64_t id, const char *strs, int64_t strslen, int32_t nstrs,
+wsgi_app *wsgi_app_load(int interp, uint64_t id, const char *strs, int64_t strslen, int32_t nstrs,
                         int64_t *restored, wsgi_error *err);
 // Drops the app's references; with collect, runs the cyclic garbage
 // collector so that the app's module is freed now (reloads).
 void wsgi_app_free(wsgi_app *app, int collect);
+// The interpreter the app was imported in.
+int wsgi_app_interp(wsgi_app *app);
 
 // Runs the app for one request: builds the environ from the packed buffer
 // (format in environ.go), calls the app and takes the first step of its
@@ -150,18 +161,19 @@ int wsgi_finalize(void);
 unsigned long wsgi_thread_ident(void);
 // Raises host.RequestTimeout asynchronously in the thread (set), or clears
 // one still pending (!set).
-void wsgi_interrupt(unsigned long ident, int set);
+void wsgi_interrupt(int interp, unsigned long ident, int set);
 
-// Calls fn(arg) of the host helper module (host.py) under the GIL.
-int wsgi_host_call(const char *fn, const char *arg, wsgi_error *err);
+// Calls fn(arg) of the host helper module (host.py) of interpreter interp
+// under its GIL.
+int wsgi_host_call(int interp, const char *fn, const char *arg, wsgi_error *err);
 
 // Calls fn(arg) of the host helper module under the GIL, taken once, and
 // returns its str result via out (malloc'd); -1 with err set on failure.
-int wsgi_host_call_str(const char *fn, const char *arg, char **out, wsgi_error *err);
+int wsgi_host_call_str(int interp, const char *fn, const char *arg, char **out, wsgi_error *err);
 
 // Runs a few lines of Python in __main__ under the GIL (tests and the
 // command's diagnostics). Returns the str() of the value of the last
 // expression via out (malloc'd) or -1 with err set.
-int wsgi_eval(const char *src, char **out, wsgi_error *err);
+int wsgi_eval(int interp, const char *src, char **out, wsgi_error *err);
 
 #endif

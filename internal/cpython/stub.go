@@ -38,12 +38,36 @@ func (e *Exception) Error() string { return e.Type + ": " + e.Message }
 type App struct{}
 
 // LoadApp always fails without cgo.
-func LoadApp(id uint64, name, dir, module, callable, sitePackages string, pythonPath []string) (*App, []syscall.Signal, error) {
+func LoadApp(interp int, id uint64, name, dir, module, callable, sitePackages string, pythonPath []string) (*App, []syscall.Signal, error) {
 	return nil, nil, errNoCgo
 }
 
 // PurgeModules fails without cgo.
-func PurgeModules(dir string) error { return errNoCgo }
+func PurgeModules(interp int, dir string) error { return errNoCgo }
+
+// Interp is the app's interpreter.
+func (a *App) Interp() int { return 0 }
+
+// MaxInterpreters is how many sub-interpreters a process can make.
+const MaxInterpreters = 0
+
+// AcquireInterpreters needs cgo.
+func AcquireInterpreters(n int) ([]int, error) { return nil, errNoCgo }
+
+// ReleaseInterpreters needs cgo.
+func ReleaseInterpreters(ids []int) {}
+
+// InterpretersInUse is always 0 without cgo.
+func InterpretersInUse() int { return 0 }
+
+// SubInterpreters is always 0 without cgo.
+func SubInterpreters() int { return 0 }
+
+// EvalIn needs cgo.
+func EvalIn(interp int, src string) (string, error) { return "", errNoCgo }
+
+// StacksIn needs cgo.
+func StacksIn(interp int, request string) (string, error) { return "", errNoCgo }
 
 // Free does nothing.
 func (a *App) Free() {}
@@ -138,7 +162,7 @@ func (c Conn) Release() {}
 func ThreadIdent() uint64 { return 0 }
 
 // Interrupt does nothing without cgo.
-func Interrupt(ident uint64, set bool) {}
+func Interrupt(interp int, ident uint64, set bool) {}
 
 // Stacks always fails without cgo.
 func Stacks(request string) (string, error) { return "", errNoCgo }
