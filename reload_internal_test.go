@@ -2,6 +2,7 @@ package wsgi
 
 import (
 	"net/http/httptest"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -92,4 +93,43 @@ func TestHundredReloads(t *testing.T) {
 	if !raceEnabled {
 		assert.Less(t, dRSS, 48<<10, "RSS KiB")
 	}
+}
+
+// TestHundredReloadsInterpreters: 100 reloads with a pool of 2
+// sub-interpreters (3.13+), each reload a new generation in both, grow
+// RSS no more than twice the one-interpreter bound of TestHundredReloads.
+func TestHundredReloadsInterpreters(t *testing.T) {
+	if _, minor, _ := strings.Cut(cpython.MinorVersion(), "."); atoi(minor) < 13 {
+		t.Skipf("Interpreters needs Python 3.13+; this build links %s", cpython.MinorVersion())
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.py"), []byte(heavyApp), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "heavyhelper.py"), []byte("WORD = 'ok'\n"), 0o644))
+	h, err := New(Options{Dir: dir, App: "app", Interpreters: 2, Threads: 2, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	defer h.Close()
+	get := func() string {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		return rec.Body.String()
+	}
+	for range 10 {
+		h.reload()
+		require.Equal(t, "ok", get())
+	}
+	rss := rssKiB(t)
+	for range 100 {
+		h.reload()
+		require.Equal(t, "ok", get())
+	}
+	dRSS := rssKiB(t) - rss
+	t.Logf("100 reloads with 2 interpreters: RSS %+d KiB", dRSS)
+	if !raceEnabled {
+		assert.Less(t, dRSS, 2*48<<10, "RSS KiB")
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
