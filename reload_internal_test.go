@@ -1,8 +1,8 @@
 package wsgi
 
 import (
-	"net/http/httptest"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime/debug"
