@@ -129,11 +129,17 @@ bench: deps bench-install build
 
 # Both cores: every server with 2 worker processes (cmd/wsgi -workers 2,
 # gunicorn -w 2, uWSGI --processes 2, mod_wsgi processes=2, uvicorn
-# --workers 2) and cmd/wsgi as one process for the scaling, on CPUs 0 and 1
+# --workers 2), cmd/wsgi as one process for the scaling, and cmd/wsgi as one
+# process with -interpreters 2 (a 3.13 build, when pyenv has one), on CPUs 0 and 1
 # with wrk beside them; writes bench/results-2cores.md and .png.
 bench-cores: deps bench-install build
 	$(GO) build -o bin/bench ./bench
-	./bin/bench -wsgi bin/wsgi -workers 2 -server-cpu 0,1 -client-cpu 0,1 -workloads hello,flask,django,starlette \
+	@prefix=$$(ls -d $(PYENV_ROOT)/versions/3.13.* 2>/dev/null | sort -V | tail -1); \
+	if [ -n "$$prefix" ]; then \
+		PKG_CONFIG_PATH=$$prefix/lib/pkgconfig CGO_LDFLAGS="-Wl,-rpath,$$prefix/lib" \
+			$(GO) build -tags py313 -o bin/wsgi-py313 ./cmd/wsgi; \
+	else rm -f bin/wsgi-py313; echo "no pyenv 3.13: the -interpreters row is n/a"; fi
+	./bin/bench -wsgi bin/wsgi -wsgi-py313 bin/wsgi-py313 -workers 2 -server-cpu 0,1 -client-cpu 0,1 -workloads hello,flask,django,starlette \
 		-out bench/results-2cores.md -png bench/results-2cores.png $(BENCHFLAGS)
 
 # Issue 15's targets (bench/protocols): HTTP/2 over TLS hello with h2load,

@@ -53,6 +53,8 @@ var (
 		"uWSGI --processes, mod_wsgi processes=, uvicorn --workers); above 1, the multi-core configuration "+
 		"(make bench-cores: -workers 2 -server-cpu 0,1 -client-cpu 0,1)")
 	flagWSGI      = flag.String("wsgi", "bin/wsgi", "the cmd/wsgi binary to measure")
+	flagWSGI313   = flag.String("wsgi-py313", "", "with -workers above 1: a cmd/wsgi built for Python 3.13+ (-tags py313), measured as one process "+
+		"with -interpreters N (N = -workers); empty: that row is n/a")
 	flagApps      = flag.String("apps", "bench/apps", "directory of the Python apps")
 	flagOut       = flag.String("out", "bench/results.md", "markdown results (empty: none)")
 	flagPNG       = flag.String("png", "bench/results.png", "chart (empty: none)")
@@ -199,6 +201,7 @@ type env struct {
 	tmp     string // temp dir, removed at exit
 	file    string // the 10 MiB file
 	wsgiBin string
+	wsgi313 string // cmd/wsgi built for 3.13+ (sub-interpreters), or ""
 	self    string
 	threads int
 	workers int         // worker processes per server (-workers)
@@ -284,6 +287,32 @@ var servers = []*server{
 			}
 			if _, err := os.Stat(e.wsgiBin); err != nil {
 				return "no " + e.wsgiBin + " (make build)"
+			}
+			return ""
+		},
+	},
+	{
+		key: "cmd/wsgi -interpreters", ours: true, wsgi: true, asgi: true,
+		how: "with -workers N above 1 and -wsgi-py313 only: bin/wsgi-py313 -interpreters N (one process, a sub-interpreter with its own GIL per core; " +
+			"PYTHONPATH=/usr/lib/python3/dist-packages for Debian's pure-Python frameworks)",
+		argv: func(e *env, w *workload, port int, _ string) ([]string, error) {
+			proto := "wsgi"
+			if w.asgi {
+				proto = "asgi"
+			}
+			return []string{"env", "PYTHONPATH=/usr/lib/python3/dist-packages", e.wsgi313, "-addr", addr(port), "-dir", e.apps, "-app", w.app,
+				"-protocol", proto, "-threads", strconv.Itoa(max(e.threads, e.workers)), "-interpreters", strconv.Itoa(e.workers),
+				"-log-level", "warn"}, nil
+		},
+		avail: func(e *env) string {
+			if e.workers <= 1 {
+				return "only with -workers above 1"
+			}
+			if e.wsgi313 == "" {
+				return "no -wsgi-py313 binary (make bench-cores builds one when pyenv has 3.13)"
+			}
+			if _, err := os.Stat(e.wsgi313); err != nil {
+				return "no " + e.wsgi313
 			}
 			return ""
 		},
@@ -1022,6 +1051,11 @@ func setup() (*env, error) {
 		return nil, err
 	}
 	e := &env{apps: apps, tmp: tmp, file: filepath.Join(tmp, "file-10m.bin"), wsgiBin: wsgiBin, self: self, threads: *flagThreads, workers: max(*flagWorkers, 1)}
+	if *flagWSGI313 != "" {
+		if e.wsgi313, err = filepath.Abs(*flagWSGI313); err != nil {
+			return nil, err
+		}
+	}
 	fileBody = make([]byte, fileSize)
 	for i := range fileBody {
 		fileBody[i] = byte(i*7 + i>>12)
