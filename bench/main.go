@@ -52,8 +52,8 @@ var (
 	flagWorkers = flag.Int("workers", 1, "worker processes of every server that has them (cmd/wsgi -workers, gunicorn -w, "+
 		"uWSGI --processes, mod_wsgi processes=, uvicorn --workers); above 1, the multi-core configuration "+
 		"(make bench-cores: -workers 2 -server-cpu 0,1 -client-cpu 0,1)")
-	flagWSGI      = flag.String("wsgi", "bin/wsgi", "the cmd/wsgi binary to measure")
-	flagWSGI313   = flag.String("wsgi-py313", "", "with -workers above 1: a cmd/wsgi built for Python 3.13+ (-tags py313), measured as one process "+
+	flagWSGI    = flag.String("wsgi", "bin/wsgi", "the cmd/wsgi binary to measure")
+	flagWSGI313 = flag.String("wsgi-py313", "", "with -workers above 1: a cmd/wsgi built for Python 3.13+ (-tags py313), measured as one process "+
 		"with -interpreters N (N = -workers); empty: that row is n/a")
 	flagApps      = flag.String("apps", "bench/apps", "directory of the Python apps")
 	flagOut       = flag.String("out", "bench/results.md", "markdown results (empty: none)")

@@ -156,16 +156,7 @@ func TestAdminEndpoints(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code)
 	assert.Contains(t, body, "goroutine")
 
-	done := make(chan int, 1)
-	go func() {
-		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(base + "/linger?1.5")
-		if err != nil {
-			done <- 0
-			return
-		}
-		_ = resp.Body.Close()
-		done <- resp.StatusCode
-	}()
+	done := getAsync(base + "/linger?1.5")
 	startedFile(t, marker)
 	reqs := lingering(liveRequests(t, admin))
 	require.Len(t, reqs, 1)
@@ -272,16 +263,7 @@ func TestAdminWorkers(t *testing.T) {
 	// SIGTERM with a request in flight: the master says 503 while its
 	// workers drain.
 	require.NoError(t, os.Remove(marker))
-	done := make(chan int, 1)
-	go func() {
-		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(base + "/linger?1.5")
-		if err != nil {
-			done <- 0
-			return
-		}
-		_ = resp.Body.Close()
-		done <- resp.StatusCode
-	}()
+	done := getAsync(base + "/linger?1.5")
 	startedFile(t, marker)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Eventually(t, func() bool {
@@ -290,4 +272,20 @@ func TestAdminWorkers(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "/readyz says 503 while the workers drain")
 	assert.Equal(t, http.StatusOK, <-done, "the request in flight finished")
 	assert.Equal(t, 0, p.wait(t), p.stderr())
+}
+
+// getAsync GETs url in the background; the channel gets the status code,
+// or 0 if the request failed.
+func getAsync(url string) <-chan int {
+	done := make(chan int, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+		if err != nil {
+			done <- 0
+			return
+		}
+		_ = resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	return done
 }

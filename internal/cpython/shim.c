@@ -1362,20 +1362,7 @@ void wsgi_interrupt(int interp, unsigned long ident, int set) {
 }
 
 int wsgi_host_call(int interp, const char *fn, const char *arg, wsgi_error *err) {
-    int rc = 0;
-    if (interp < 0 || interp >= n_interps) {
-        set_error(err, "RuntimeError", "no such interpreter");
-        return -1;
-    }
-    enter_in(interp);
-    PyObject *r = PyObject_CallMethod(IS->host_mod, fn, "s", arg);
-    if (r == NULL) {
-        take_error(err);
-        rc = -1;
-    }
-    Py_XDECREF(r);
-    leave();
-    return rc;
+    return wsgi_host_call_str(interp, fn, arg, NULL, err);
 }
 
 int wsgi_host_call_str(int interp, const char *fn, const char *arg, char **out, wsgi_error *err) {
@@ -1388,6 +1375,8 @@ int wsgi_host_call_str(int interp, const char *fn, const char *arg, char **out, 
     PyObject *r = PyObject_CallMethod(IS->host_mod, fn, "s", arg);
     if (r == NULL) {
         take_error(err);
+    } else if (out == NULL) {
+        rc = 0;  // the result is not wanted
     } else if (!PyUnicode_Check(r)) {
         set_error(err, "TypeError", "host function did not return a str");
     } else {

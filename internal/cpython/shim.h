@@ -168,7 +168,8 @@ void wsgi_interrupt(int interp, unsigned long ident, int set);
 int wsgi_host_call(int interp, const char *fn, const char *arg, wsgi_error *err);
 
 // Calls fn(arg) of the host helper module under the GIL, taken once, and
-// returns its str result via out (malloc'd); -1 with err set on failure.
+// returns its str result via out (malloc'd; out NULL: the result is dropped);
+// -1 with err set on failure.
 int wsgi_host_call_str(int interp, const char *fn, const char *arg, char **out, wsgi_error *err);
 
 // Runs a few lines of Python in __main__ under the GIL (tests and the
