@@ -426,10 +426,16 @@ func (m *master) exited(w *worker, st *os.ProcessState, crash string) {
 	}
 	switch {
 	case w.stopping:
-		// One stopped while it was starting may die of the SIGTERM
-		// itself, before it handles signals: it had no requests.
-		if st.Success() || (w.readyAt.IsZero() && signaled(st, syscall.SIGTERM)) {
+		if st.Success() {
 			m.logger.Info("wsgi: worker stopped", attrs...)
+			return
+		}
+		// One stopped while it was starting had no requests: it may die
+		// of the SIGTERM itself, before it handles signals, or of its own
+		// failure to start (a replacement importing broken code when the
+		// shutdown came), which its log says and which drops nothing.
+		if w.readyAt.IsZero() {
+			m.logger.Info("wsgi: worker stopped before it was ready", attrs...)
 			return
 		}
 		m.logger.Error("wsgi: worker did not stop cleanly", attrs...)

@@ -689,3 +689,20 @@ func TestWorkersKeepAliveChurn(t *testing.T) {
 		})
 	}
 }
+
+// A replacement that fails to start while the master shuts down (its
+// import was still running when SIGTERM came) had no requests: the master
+// still exits 0. (TestWorkersRecycleImportError met this race about once
+// in a few dozen runs.)
+func TestWorkersShutdownDuringFailingReplacement(t *testing.T) {
+	t.Parallel()
+	dir, file, src := copyWorkersApp(t)
+	p, base := startWorkers(t, nil, dir)
+	twoWorkers(t, base+"/")
+	rewrite(t, file, append([]byte("import time\ntime.sleep(1.5)\nimport wsgi_test_no_such_module\n"), src...))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	waitLog(t, p, "wsgi: replacing the workers one at a time", 5*time.Second)
+	time.Sleep(500 * time.Millisecond) // the replacement is importing
+	assert.Equal(t, 0, p.stop(t), p.stderr())
+	assert.Contains(t, p.stderr(), "wsgi: worker stopped before it was ready")
+}
