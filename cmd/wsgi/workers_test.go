@@ -699,10 +699,10 @@ func TestWorkersShutdownDuringFailingReplacement(t *testing.T) {
 	dir, file, src := copyWorkersApp(t)
 	p, base := startWorkers(t, nil, dir)
 	twoWorkers(t, base+"/")
-	rewrite(t, file, append([]byte("import time\ntime.sleep(1.5)\nimport wsgi_test_no_such_module\n"), src...))
+	rewrite(t, file, append([]byte("import time\ntime.sleep(4)\nimport wsgi_test_no_such_module\n"), src...))
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
 	waitLog(t, p, "wsgi: replacing the workers one at a time", 5*time.Second)
-	time.Sleep(500 * time.Millisecond) // the replacement is importing
+	time.Sleep(300 * time.Millisecond) // the replacement is importing (for 4 s)
 	assert.Equal(t, 0, p.stop(t), p.stderr())
 	assert.Contains(t, p.stderr(), "wsgi: worker stopped before it was ready")
 }
