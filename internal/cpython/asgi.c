@@ -23,6 +23,7 @@ struct wsgi_asgi {
     PyObject *start, *call, *run_once;  // bound methods of obj
     PyObject *firstiter, *finalizer; // the loop's async-generator hooks
     uint64_t app;                    // the app's id, for gohost calls and log records
+    unsigned long thread;            // the thread loop._thread_id names (0: not yet set)
     int interp;                      // the app's interpreter
     int epfd;                        // the loop's selector (an epoll fd)
 };
@@ -99,11 +100,15 @@ static int loop_enter(wsgi_asgi *a, entered *s) {
     wsgi_tls_app = a->app;  // log records and gohost calls of the loop's callbacks
     wsgi_tls_handle = 0;    // a task's request is in its context (host.current_request)
     s->loop = s->hooks = NULL;
-    PyObject *tid = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
-    if (tid == NULL) return -1;
-    int rc = PyObject_SetAttr(a->loop, s_thread_id, tid);
-    Py_DECREF(tid);
-    if (rc < 0) return -1;
+    unsigned long ident = PyThread_get_thread_ident();
+    if (ident != a->thread) {  // the loop's thread id changes only when its runner's thread does
+        PyObject *tid = PyLong_FromUnsignedLong(ident);
+        if (tid == NULL) return -1;
+        int rc = PyObject_SetAttr(a->loop, s_thread_id, tid);
+        Py_DECREF(tid);
+        if (rc < 0) return -1;
+        a->thread = ident;
+    }
     if (!s->nested) {
         if (wsgi_tls_loop == a->loop) return 0;  // left set by this loop's last entry here
         wsgi_tls_loop = NULL;
