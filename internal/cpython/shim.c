@@ -710,14 +710,29 @@ static const char *py_version_short(void) {
 
 const char *wsgi_version(void) { return Py_GetVersion(); }
 
+#define WSGI_STR(x) #x
+#define WSGI_XSTR(x) WSGI_STR(x)
+
 const char *wsgi_guess_executable(void) {
     static char exe[PATH_MAX + 32];
     Dl_info info;
     if (exe[0] != 0) return exe;
     if (dladdr((void *)&Py_InitializeFromConfig, &info) == 0 || info.dli_fname == NULL)
         return "";
-    char lib[PATH_MAX];
+    char lib[PATH_MAX], self[PATH_MAX];
     if (realpath(info.dli_fname, lib) == NULL) return "";
+#ifdef WSGI_PYTHON_PREFIX
+    // A static libpython is part of this binary: its Python's binary is
+    // under the prefix it was built for (flags_default.go).
+    if (realpath("/proc/self/exe", self) != NULL && strcmp(lib, self) == 0) {
+        snprintf(exe, sizeof exe, "%s/bin/python%s", WSGI_XSTR(WSGI_PYTHON_PREFIX), py_version_short());
+        if (access(exe, X_OK) == 0) return exe;
+        exe[0] = 0;
+        return "";
+    }
+#else
+    (void)self;
+#endif
     char *slash = strrchr(lib, '/');
     if (slash == NULL) return "";
     *slash = 0;  // the library's directory
