@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gowsgi/wsgi/internal/cpython"
@@ -108,17 +109,17 @@ type asgiExchange struct {
 	noBody  bool
 	sentBody
 	werr      error
-	reading   bool  // a body read is in flight
-	bodyEOF   bool  // the whole body was delivered
-	bodyRead  int64 // body bytes delivered
-	stalled   bool  // the body read timed out
-	cancelled bool  // the request's context ended while a body read was in flight
-	duplex    bool  // full duplex was enabled
-	bodyCh    chan bodyChunk
-	finished  bool      // the response was completed
-	done      bool      // the app returned
-	runsOn    bool      // the response is complete, the app's task is not
-	deadline  time.Time // RequestTimeout, from the start; zero: none
+	reading   bool           // a body read is in flight
+	bodyEOF   bool           // the whole body was delivered
+	bodyRead  int64          // body bytes delivered
+	stalled   bool           // the body read timed out
+	cancelled bool           // the request's context ended while a body read was in flight
+	duplex    bool           // full duplex was enabled
+	bodyCh    chan bodyChunk // made with the first read
+	finished  bool           // the response was completed
+	done      bool           // the app returned
+	runsOn    bool           // the response is complete, the app's task is not
+	deadline  time.Time      // RequestTimeout, from the start; zero: none
 	exc       *cpython.Exception
 	act       *activeRequest // the live view's record, or nil
 }
@@ -356,7 +357,7 @@ func (x *asgiExchange) Done(exc *cpython.Exception) {
 func (h *Handler) serveASGI(g *appGen, w http.ResponseWriter, r *http.Request, scope []byte, o *outcome) (abort bool, rest func()) {
 	loop, slot := g.pickASGI()
 	defer g.done(slot)
-	x := &asgiExchange{loopConn: newLoopConn(h, loop, w, r), bodyCh: make(chan bodyChunk, 1)}
+	x := &asgiExchange{loopConn: newLoopConn(h, loop, w, r)}
 	x.events = x.evbuf[:0]
 	x.act = o.act
 	var first []byte
@@ -545,6 +546,9 @@ func (x *asgiExchange) answerWants() {
 		if !x.reading {
 			x.reading = true
 			x.controller() // made here: readBody uses it from its goroutine
+			if x.bodyCh == nil {
+				x.bodyCh = make(chan bodyChunk, 1) // most requests never read a body
+			}
 			go x.readBody()
 		}
 		return
@@ -822,7 +826,7 @@ func (x *asgiExchange) afterResponse() {
 // the spec says, or, with relative, only what follows it (WSGI's
 // PATH_INFO), for Starlette before 0.33, which routes on path as is.
 // subprotocols is set for a WebSocket.
-func buildScope(r *http.Request, prefix string, kind string, p peer, relative bool,
+func buildScope(dst []byte, r *http.Request, prefix string, kind string, p peer, relative bool,
 	extra map[string]string, subprotocols []string) ([]byte, int, string) {
 	scriptName, pathInfo, status, reason := splitPath(r, prefix)
 	if status != 0 {
@@ -856,7 +860,7 @@ func buildScope(r *http.Request, prefix string, kind string, p peer, relative bo
 		n++ // client
 	}
 	var e cpython.Encoder
-	e.B = make([]byte, 0, 512)
+	e.B = dst
 	e.Dict(n)
 	e.Str("type")
 	e.Str(kind)
@@ -975,6 +979,22 @@ func buildScope(r *http.Request, prefix string, kind string, p peer, relative bo
 	return e.B, 0, ""
 }
 
+// scopeBufs holds the buffers scopes are encoded into: one per request
+// otherwise, and Start has decoded it by the time the request ends.
+var scopeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// putScopeBuf returns a scope's buffer to scopeBufs, unless a request with
+// many headers grew it past what most requests need.
+func putScopeBuf(buf *[]byte, scope []byte) {
+	if cap(scope) > 8<<10 {
+		return
+	}
+	if scope != nil { // else refused before encoding: buf is as it was
+		*buf = scope[:0]
+	}
+	scopeBufs.Put(buf)
+}
+
 // lowerHeaderName lower-cases a canonical header name, without
 // allocating for the common ones.
 func lowerHeaderName(name string) string {
@@ -1053,7 +1073,9 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request, o *outco
 	if kind == "websocket" {
 		subprotocols = requestSubprotocols(r)
 	}
-	scope, status, reason := buildScope(r, h.cfg.prefix, kind, h.cfg.trusted.peer(r), h.relativePaths, h.cfg.env, subprotocols)
+	buf := scopeBufs.Get().(*[]byte)
+	scope, status, reason := buildScope((*buf)[:0], r, h.cfg.prefix, kind, h.cfg.trusted.peer(r), h.relativePaths, h.cfg.env, subprotocols)
+	defer putScopeBuf(buf, scope) // the loop decoded it in Start: nothing keeps it
 	if status != 0 {
 		h.cfg.logger.Debug("wsgi: request refused", "status", status, "reason", reason, "path", r.URL.Path)
 		o.status = status
@@ -1091,7 +1113,8 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request, o *outco
 		// counts it busy) and Shutdown waits for it.
 		h.inflight.Add(1)
 		act := o.act
-		act.hold() // the live view shows the task until it ends
+		act.hold()  // the live view shows the task until it ends
+		run := rest // not rest itself: captured, it would be on the heap for every request
 		go func() {
 			defer func() {
 				h.release(act, false)
@@ -1099,7 +1122,7 @@ func (h *Handler) serveASGIHTTP(w http.ResponseWriter, r *http.Request, o *outco
 				<-h.slots
 				h.inflight.Done()
 			}()
-			rest()
+			run()
 		}()
 	}
 	if abort {

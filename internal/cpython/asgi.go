@@ -130,7 +130,11 @@ func (a *ASGI) stepWait(kind C.int, h Handle, x, y []byte) (time.Duration, error
 	rc := C.wsgi_asgi_step(a.p, kind, C.uintptr_t(h), cbytes(x), C.int64_t(len(x)), cbytes(y), C.int64_t(len(y)),
 		&a.next, &a.gilWait, &a.err)
 	kick := rc != 0 || a.driverNeeded(float64(a.next))
-	e := a.err
+	var err error
+	if rc != 0 {
+		e := a.err // copied under mu; only here, since it escapes
+		err = takeError(&e)
+	}
 	if kind == C.WSGI_ASGI_START {
 		wait += time.Duration(a.gilWait)
 	}
@@ -143,10 +147,7 @@ func (a *ASGI) stepWait(kind C.int, h Handle, x, y []byte) (time.Duration, error
 		default: // a kick is pending already
 		}
 	}
-	if rc != 0 {
-		return wait, takeError(&e)
-	}
-	return wait, nil
+	return wait, err
 }
 
 // driverNeeded reports whether the driver must wake after a step that left
