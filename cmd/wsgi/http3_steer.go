@@ -395,7 +395,7 @@ func newProgBuilder() *progBuilder {
 }
 
 func (p *progBuilder) add(ins ...bpf.Instruction) { p.ins = append(p.ins, ins...) }
-func (p *progBuilder) label(name string)           { p.labels[name] = len(p.ins) }
+func (p *progBuilder) label(name string)          { p.labels[name] = len(p.ins) }
 
 func (p *progBuilder) jumpIf(cond bpf.JumpTest, val uint32, ifTrue, ifFalse string) {
 	p.jumps[len(p.ins)] = [2]string{ifTrue, ifFalse}
