@@ -28,6 +28,8 @@ type h3Client struct {
 	*http.Client
 	tr    *http3.Transport
 	dials atomic.Int32
+	// slowestFailure is how long the slowest failed request took (ns).
+	slowestFailure atomic.Int64
 }
 
 func newH3Client(t *testing.T, ca *testCA) *h3Client {
@@ -58,6 +60,21 @@ func newH3Client(t *testing.T, ca *testCA) *h3Client {
 
 // get asks url over HTTP/3 and parses workers.py's answer.
 func (c *h3Client) get(url string) (answer, error) {
+	began := time.Now()
+	a, err := c.ask(url)
+	if err != nil {
+		took := int64(time.Since(began))
+		for {
+			old := c.slowestFailure.Load()
+			if took <= old || c.slowestFailure.CompareAndSwap(old, took) {
+				break
+			}
+		}
+	}
+	return a, err
+}
+
+func (c *h3Client) ask(url string) (answer, error) {
 	resp, err := c.Get(url)
 	if err != nil {
 		return answer{}, err
@@ -206,4 +223,37 @@ func TestWorkersHTTP3Churn(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The worker holding a connection dies: only the requests in flight on it
+// fail, and at once, not at a timeout: the connection's next packets
+// reach a worker that answers with a stateless reset (every worker has
+// the master's key), and the client's next requests open a new
+// connection to a live worker.
+func TestWorkersHTTP3OwnWorkerKilled(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	p, url := startH3Workers(t, ca, "")
+	c := newH3Client(t, ca)
+	first, err := c.get(url)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan *loadResult, 1)
+	go func() { done <- runH3Load(ctx, c, url, 4) }()
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, syscall.Kill(first.pid, syscall.SIGKILL))
+	waitLog(t, p, "signal SIGKILL", 5*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	cancel()
+	r := <-done
+
+	assert.LessOrEqual(t, len(r.failures), 4, "only the requests in flight fail: %v", r.failures)
+	assert.Less(t, time.Duration(c.slowestFailure.Load()), 2*time.Second, "the connection ended by a reset, not a timeout: %v", r.failures)
+	assert.GreaterOrEqual(t, int(c.dials.Load()), 2, "a new connection")
+	assert.Greater(t, len(r.pids), 1, "another worker answered after the kill")
+	t.Logf("%d requests, %d failed (slowest %v), %d connections", r.ok, len(r.failures),
+		time.Duration(c.slowestFailure.Load()).Round(time.Millisecond), c.dials.Load())
+	assert.Equal(t, 0, p.stop(t), p.stderr())
 }
