@@ -257,3 +257,29 @@ func TestWorkersHTTP3OwnWorkerKilled(t *testing.T) {
 		time.Duration(c.slowestFailure.Load()).Round(time.Millisecond), c.dials.Load())
 	assert.Equal(t, 0, p.stop(t), p.stderr())
 }
+
+// The UDP port is taken: the master says so and exits 1 before starting
+// a worker.
+func TestWorkersHTTP3PortTaken(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	certFile, keyFile := ca.issueValid(t, t.TempDir(), 1)
+	var udp *net.UDPConn
+	for udp == nil { // a UDP port whose TCP twin is free
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		require.NoError(t, err)
+		if ln, err := net.Listen("tcp", c.LocalAddr().String()); err == nil {
+			ln.Close()
+			udp = c
+		} else {
+			c.Close()
+		}
+	}
+	defer udp.Close()
+	code, _, stderr := runBinary(t, "-addr", udp.LocalAddr().String(), "-dir", testdata, "-app", "workers",
+		"-workers", "2", "-tls-cert", certFile, "-tls-key", keyFile, "-http3")
+	assert.Equal(t, 1, code, stderr)
+	assert.Contains(t, stderr, "wsgi: cannot serve http3")
+	assert.Contains(t, stderr, "address already in use")
+	assert.NotContains(t, stderr, "wsgi: worker ready")
+}
