@@ -557,6 +557,9 @@ func serve(ctx context.Context, logger *slog.Logger, wk *workerConn, sec *secure
 	if drain != nil {
 		srv.ConnState = drain.connState
 	}
+	if wk != nil && sec != nil {
+		sec.quic = wk.quic
+	}
 	secAttrs, err := sec.setup(srv, lns)
 	if err != nil {
 		logger.Error("wsgi: cannot serve", "err", err)

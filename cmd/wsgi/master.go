@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -87,6 +88,7 @@ type master struct {
 	exitCode int
 
 	stats *masterStats // the workers' starts, deaths and recycles
+	quic  *quicSockets // with -http3: the UDP sockets and where packets go (http3_steer.go)
 	admin *masterAdmin // nil without -admin-addr
 }
 
@@ -121,6 +123,21 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 	}
 	defer stopTLS()
 	attrs = append(attrs, f.tls.logAttrs()...)
+	var quicSocks *quicSockets
+	if f.tls.http3 {
+		addrs := make([]net.Addr, len(lns))
+		for i, ln := range lns {
+			addrs[i] = ln.Addr()
+		}
+		if quicSocks, err = newQUICSockets(logger, addrs); err != nil {
+			for _, ln := range lns {
+				_ = ln.Close()
+			}
+			logger.Error("wsgi: cannot serve http3", "err", err)
+			return exitFail
+		}
+		defer quicSocks.close() // after the workers are gone
+	}
 	var files []*os.File
 	for _, ln := range lns {
 		file, err := listenerFile(ln.(syscall.Conn))
@@ -154,6 +171,7 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		slots:   make([]*slot, n+1),
 		live:    map[*worker]bool{},
 		stats:   newMasterStats(),
+		quic:    quicSocks,
 	}
 	defer func() {
 		close(m.done)
@@ -255,6 +273,21 @@ func (m *master) spawn(id int) (*worker, error) {
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = m.stderr
 	cmd.ExtraFiles = append(append([]*os.File(nil), m.files...), pw)
+	quicIndex := -1
+	if m.quic != nil {
+		// A socket of its own in each group, after the pipe (http3.go).
+		k, socks, keys, err := m.quic.take()
+		if err != nil {
+			_ = r.Close()
+			_ = pw.Close()
+			m.logger.Error("wsgi: cannot start a worker", "worker", id, "err", err)
+			return nil, err
+		}
+		defer keys.Close()
+		quicIndex = k
+		cmd.ExtraFiles = append(append(cmd.ExtraFiles, socks...), keys)
+		cmd.Env = append(cmd.Env, envWorkerQUIC+"="+strconv.Itoa(k)+","+strconv.Itoa(len(socks)))
+	}
 	err = cmd.Start()
 	_ = pw.Close() // the worker holds the write end: EOF when it exits
 	if err != nil {
@@ -264,6 +297,9 @@ func (m *master) spawn(id int) (*worker, error) {
 	}
 	w := &worker{id: id, pid: cmd.Process.Pid, cmd: cmd, started: time.Now(), adminSock: sock}
 	m.live[w] = true
+	if quicIndex >= 0 {
+		m.quic.hold(quicIndex, w)
+	}
 	m.stats.starts.Inc()
 	m.logger.Debug("wsgi: worker started", "worker", id, "pid", w.pid)
 
@@ -337,6 +373,7 @@ func (m *master) ready(w *worker, serving []any) {
 	}
 	w.readyAt = time.Now()
 	m.failures = 0
+	m.quic.update() // new HTTP/3 connections may go to w
 	s := m.slots[w.id]
 	if s.next == w {
 		old := s.cur
@@ -383,6 +420,7 @@ func (m *master) terminate(w *worker) {
 		return
 	}
 	w.stopping = true
+	m.quic.update() // no new HTTP/3 connection goes to w; its own still reach it
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		m.logger.Error("wsgi: cannot signal worker", "worker", w.id, "pid", w.pid, "err", err)
 	}
@@ -403,6 +441,7 @@ func (m *master) shutdown(code int) {
 // exited handles a worker process that has ended.
 func (m *master) exited(w *worker, st *os.ProcessState, crash string) {
 	delete(m.live, w)
+	m.quic.release(w)
 	if w.adminSock != "" {
 		_ = os.Remove(w.adminSock)
 	}

@@ -146,6 +146,7 @@ type secure struct {
 	opts    *tlsOptions
 	logger  *slog.Logger
 	worker  bool                                                 // in a worker process of a master
+	quic    *workerQUIC                                          // in a worker with -http3: the master's UDP sockets
 	getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error) // nil: no TLS
 	acme    *autocert.Manager                                    // this process talks to the CA (never a worker)
 	servers []interface{ Shutdown(context.Context) error }       // HTTP/3, HTTP-01

@@ -24,7 +24,8 @@ const (
 	envWorkerID = "WSGI_WORKER_ID"
 	// envWorkerFDs is how many listening sockets the worker inherits, at
 	// file descriptors 3, 4, ...; the next descriptor is the write end of
-	// a pipe to the master. The worker removes it from its environment.
+	// a pipe to the master, and the UDP sockets of envWorkerQUIC follow.
+	// The worker removes it from its environment.
 	envWorkerFDs = "WSGI_WORKER_FDS"
 )
 
@@ -50,6 +51,7 @@ type workerConn struct {
 	master    int // the master's pid: this process's parent at start
 	listeners []net.Listener
 	pipe      *os.File
+	quic      *workerQUIC // with -http3: its UDP sockets (http3.go)
 
 	maxRequests int64 // after this many requests (jitter included), ask to retire; 0: never
 	maxRSS      int64 // in bytes; 0: never
@@ -95,6 +97,9 @@ func inheritWorker() (*workerConn, error) {
 	fd := firstInheritedFD + n
 	syscall.CloseOnExec(fd) // the app's subprocesses must not hold the master's pipe
 	wk.pipe = os.NewFile(uintptr(fd), "master")
+	if wk.quic, err = inheritQUIC(fd + 1); err != nil { // http3.go
+		return nil, fmt.Errorf("wsgi: worker %d: %w", id, err)
+	}
 	// A crash (a signal in C code ends with exit status 2) is reported on
 	// stderr and, for the master to name it, on the pipe.
 	if err := debug.SetCrashOutput(wk.pipe, debug.CrashOptions{}); err != nil {

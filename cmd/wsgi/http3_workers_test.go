@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// h3Client is quic-go's HTTP/3 client as a browser uses it: one QUIC
+// connection to the server at a time, shared by every request, replaced
+// only when the server sends GOAWAY (or the connection breaks). It counts
+// the connections it opens.
+type h3Client struct {
+	*http.Client
+	tr    *http3.Transport
+	dials atomic.Int32
+	// slowestFailure is how long the slowest failed request took (ns).
+	slowestFailure atomic.Int64
+}
+
+func newH3Client(t *testing.T, ca *testCA) *h3Client {
+	t.Helper()
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	qt := &quic.Transport{Conn: udp}
+	c := &h3Client{}
+	c.tr = &http3.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.pool},
+		Dial: func(ctx context.Context, addr string, tlsConf *tls.Config, conf *quic.Config) (*quic.Conn, error) {
+			c.dials.Add(1)
+			ua, err := net.ResolveUDPAddr("udp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return qt.DialEarly(ctx, ua, tlsConf, conf)
+		},
+	}
+	c.Client = &http.Client{Transport: c.tr, Timeout: 5 * time.Second}
+	t.Cleanup(func() {
+		_ = c.tr.Close()
+		_ = qt.Close()
+		_ = udp.Close()
+	})
+	return c
+}
+
+// get asks url over HTTP/3 and parses workers.py's answer.
+func (c *h3Client) get(url string) (answer, error) {
+	began := time.Now()
+	a, err := c.ask(url)
+	if err != nil {
+		took := int64(time.Since(began))
+		for {
+			old := c.slowestFailure.Load()
+			if took <= old || c.slowestFailure.CompareAndSwap(old, took) {
+				break
+			}
+		}
+	}
+	return a, err
+}
+
+func (c *h3Client) ask(url string) (answer, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 3 {
+		return answer{}, errors.New("not HTTP/3: " + resp.Proto)
+	}
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(resp.Body); err != nil {
+		return answer{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return answer{}, errors.New(resp.Status + ": " + b.String())
+	}
+	a, ok := parseAnswer(b.String())
+	if !ok {
+		return answer{}, errors.New("unexpected body: " + b.String())
+	}
+	return a, nil
+}
+
+// runH3Load sends GETs to url from n goroutines over c until ctx is done.
+func runH3Load(ctx context.Context, c *h3Client, url string, n int) *loadResult {
+	r := &loadResult{pids: map[int]bool{}, versions: map[string]int{}, last: map[int]answer{}}
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				a, err := c.get(url)
+				r.add(g, a, err)
+			}
+		})
+	}
+	wg.Wait()
+	return r
+}
+
+// startH3Workers serves testdata/workers.py (or the app in dir) with two
+// workers, TLS and HTTP/3, and returns the process and the base URL.
+func startH3Workers(t *testing.T, ca *testCA, dir string, args ...string) (*proc, string) {
+	t.Helper()
+	if dir == "" {
+		dir = testdata
+	}
+	certFile, keyFile := ca.issueValid(t, t.TempDir(), 1)
+	p := start(t, nil, append([]string{"-addr", "127.0.0.1:0", "-dir", dir, "-app", "workers", "-workers", "2",
+		"-shutdown-timeout", "5s", "-tls-cert", certFile, "-tls-key", keyFile, "-http3"}, args...)...)
+	return p, "https://" + p.addr(t) + "/"
+}
+
+// twoWorkersTLS asks over new TCP connections until it has seen both
+// workers and returns their pids by worker id.
+func twoWorkersTLS(t *testing.T, ca *testCA, url string) map[int]int {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
+	pids := map[int]int{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pids) < 2 && time.Now().Before(deadline) {
+		a, err := getAnswer(c, url)
+		require.NoError(t, err)
+		pids[a.worker] = a.pid
+	}
+	require.Len(t, pids, 2, "both workers answer")
+	return pids
+}
+
+// HTTP/3 clients keep their connection while workers come and go: the
+// master holds the UDP sockets and steers each connection's packets to
+// its worker (http3_steer.go). A stopping worker sends GOAWAY and
+// finishes its requests; the client's next requests open a connection to
+// a worker that is accepting. No request fails.
+func TestWorkersHTTP3Churn(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		churn func(t *testing.T, p *proc, url string, first answer)
+		check func(t *testing.T, r *loadResult, c *h3Client, first answer)
+	}{
+		{name: "SIGHUP", churn: func(t *testing.T, p *proc, _ string, _ answer) {
+			for i := 1; i <= 2; i++ {
+				time.Sleep(300 * time.Millisecond)
+				require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+				require.Eventually(t, func() bool { return strings.Count(p.stderr(), "wsgi: rolling restart done") == i },
+					10*time.Second, 20*time.Millisecond, "rolling restart %d:\n%s", i, p.stderr())
+			}
+			time.Sleep(500 * time.Millisecond) // every goroutine asks the new workers
+		}, check: func(t *testing.T, r *loadResult, c *h3Client, _ answer) {
+			assert.Greater(t, r.versions["version 1"], 0)
+			assert.Greater(t, r.versions["version 2"], 0, "the new code is served")
+			for g, a := range r.last {
+				assert.Equal(t, "version 2", a.version, "goroutine %d ends on the new code", g)
+			}
+			assert.GreaterOrEqual(t, int(c.dials.Load()), 2, "GOAWAY made the client open a new connection")
+		}},
+		{name: "max-requests", args: []string{"-max-requests", "150", "-max-requests-jitter", "30"},
+			churn: func(t *testing.T, p *proc, _ string, _ answer) {
+				require.Eventually(t, func() bool { return strings.Count(p.stderr(), "wsgi: replacement worker ready") >= 4 },
+					15*time.Second, 20*time.Millisecond, "recycling:\n%s", p.stderr())
+				time.Sleep(300 * time.Millisecond)
+			}, check: func(t *testing.T, r *loadResult, c *h3Client, _ answer) {
+				assert.Greater(t, len(r.pids), 2, "workers were replaced")
+				assert.GreaterOrEqual(t, int(c.dials.Load()), 2, "GOAWAY made the client open a new connection")
+			}},
+		{name: "other worker killed", churn: func(t *testing.T, p *proc, url string, first answer) {
+			pids := twoWorkersTLS(t, ca, url)
+			other := pids[3-first.worker]
+			require.NotEqual(t, first.pid, other)
+			time.Sleep(300 * time.Millisecond)
+			require.NoError(t, syscall.Kill(other, syscall.SIGKILL))
+			waitLog(t, p, "signal SIGKILL", 5*time.Second)
+			require.Eventually(t, func() bool { return strings.Count(p.stderr(), "wsgi: worker ready") >= 3 },
+				10*time.Second, 20*time.Millisecond, "the replacement:\n%s", p.stderr())
+			time.Sleep(500 * time.Millisecond) // the group of sockets is what it was: the connection stays
+		}, check: func(t *testing.T, r *loadResult, c *h3Client, first answer) {
+			assert.Equal(t, map[int]bool{first.pid: true}, r.pids, "one connection, one worker, throughout")
+			assert.EqualValues(t, 1, c.dials.Load(), "the connection was never replaced")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir, file, src := copyWorkersApp(t)
+			p, url := startH3Workers(t, ca, dir, tc.args...)
+			rewrite(t, file, bytes.Replace(src, []byte(`"version 1"`), []byte(`"version 2"`), 1))
+			c := newH3Client(t, ca)
+			first, err := c.get(url)
+			require.NoError(t, err)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+			defer cancel()
+			done := make(chan *loadResult, 1)
+			go func() { done <- runH3Load(ctx, c, url, 4) }()
+			tc.churn(t, p, url, first)
+			cancel()
+			r := <-done
+			assert.Empty(t, r.failures, "%d failed of %d", len(r.failures), len(r.failures)+r.ok)
+			assert.Greater(t, r.ok, 100)
+			tc.check(t, r, c, first)
+			t.Logf("%d requests, %d connections, %d workers answered", r.ok, c.dials.Load(), len(r.pids))
+			assert.Equal(t, 0, p.stop(t), p.stderr())
+			if t.Failed() {
+				t.Log(p.stderr())
+			}
+		})
+	}
+}
+
+// The worker holding a connection dies: only the requests in flight on it
+// fail, and at once, not at a timeout: the connection's next packets
+// reach a worker that answers with a stateless reset (every worker has
+// the master's key), and the client's next requests open a new
+// connection to a live worker.
+func TestWorkersHTTP3OwnWorkerKilled(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	p, url := startH3Workers(t, ca, "")
+	c := newH3Client(t, ca)
+	first, err := c.get(url)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan *loadResult, 1)
+	go func() { done <- runH3Load(ctx, c, url, 4) }()
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, syscall.Kill(first.pid, syscall.SIGKILL))
+	waitLog(t, p, "signal SIGKILL", 5*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	cancel()
+	r := <-done
+
+	assert.LessOrEqual(t, len(r.failures), 4, "only the requests in flight fail: %v", r.failures)
+	assert.Less(t, time.Duration(c.slowestFailure.Load()), 2*time.Second, "the connection ended by a reset, not a timeout: %v", r.failures)
+	assert.GreaterOrEqual(t, int(c.dials.Load()), 2, "a new connection")
+	assert.Greater(t, len(r.pids), 1, "another worker answered after the kill")
+	t.Logf("%d requests, %d failed (slowest %v), %d connections", r.ok, len(r.failures),
+		time.Duration(c.slowestFailure.Load()).Round(time.Millisecond), c.dials.Load())
+	assert.Equal(t, 0, p.stop(t), p.stderr())
+}
+
+// The UDP port is taken: the master says so and exits 1 before starting
+// a worker.
+func TestWorkersHTTP3PortTaken(t *testing.T) {
+	t.Parallel()
+	ca := newTestCA(t)
+	certFile, keyFile := ca.issueValid(t, t.TempDir(), 1)
+	var udp *net.UDPConn
+	for udp == nil { // a UDP port whose TCP twin is free
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		require.NoError(t, err)
+		if ln, err := net.Listen("tcp", c.LocalAddr().String()); err == nil {
+			ln.Close()
+			udp = c
+		} else {
+			c.Close()
+		}
+	}
+	defer udp.Close()
+	code, _, stderr := runBinary(t, "-addr", udp.LocalAddr().String(), "-dir", testdata, "-app", "workers",
+		"-workers", "2", "-tls-cert", certFile, "-tls-key", keyFile, "-http3")
+	assert.Equal(t, 1, code, stderr)
+	assert.Contains(t, stderr, "wsgi: cannot serve http3")
+	assert.Contains(t, stderr, "address already in use")
+	assert.NotContains(t, stderr, "wsgi: worker ready")
+}
