@@ -565,10 +565,13 @@ func TestWorkersReloadDjango(t *testing.T) {
 	src, err := os.ReadFile(views)
 	require.NoError(t, err)
 	p := start(t, []string{"DEMO_DATA_DIR=" + t.TempDir()}, "-addr", "127.0.0.1:0", "-dir", dir,
-		"-module", "demosite.wsgi", "-prefix", "/django", "-workers", "2", "-reload", "-shutdown-timeout", "5s")
+		"-module", "demosite.wsgi", "-prefix", "/django", "-workers", "2", "-reload", "-shutdown-timeout", "20s")
 	base := "http://" + p.addr(t) + "/django/"
+	// A new connection per request: a kept-alive one may still reach an
+	// old worker that is draining after "rolling restart done".
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	get := func() string {
-		resp, err := http.Get(base)
+		resp, err := client.Get(base)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
