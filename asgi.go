@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -862,27 +863,27 @@ func buildScope(dst []byte, r *http.Request, prefix string, kind string, p peer,
 	var e cpython.Encoder
 	e.B = dst
 	e.Dict(n)
-	e.Str("type")
-	e.Str(kind)
-	e.Str("asgi")
+	e.Known(asgiBase + sType)
+	scopeStr(&e, kind)
+	e.Known(asgiBase + sASGI)
 	e.Dict(2)
-	e.Str("version")
-	e.Str("3.0")
-	e.Str("spec_version")
-	e.Str("2.4")
-	e.Str("http_version")
-	e.Str(httpVersion(r))
-	e.Str("scheme")
-	e.Str(scheme)
-	e.Str("path")
+	e.Known(asgiBase + sVersion)
+	e.Known(asgiBase + sV30)
+	e.Known(asgiBase + sSpecVersion)
+	e.Known(asgiBase + sV24)
+	e.Known(asgiBase + sHTTPVersion)
+	scopeStr(&e, httpVersion(r))
+	e.Known(asgiBase + sScheme)
+	scopeStr(&e, scheme)
+	e.Known(asgiBase + sPath)
 	e.Str(path)
-	e.Str("raw_path")
+	e.Known(asgiBase + sRawPath)
 	e.Bytes(rawPathAfter(r, path))
-	e.Str("query_string")
+	e.Known(asgiBase + sQueryString)
 	e.Bytes(r.URL.RawQuery)
-	e.Str("root_path")
+	e.Known(asgiBase + sRootPath)
 	e.Str(scriptName)
-	e.Str("headers")
+	e.Known(asgiBase + sHeaders)
 	count := 0
 	for _, values := range r.Header {
 		count += len(values)
@@ -912,7 +913,7 @@ func buildScope(dst []byte, r *http.Request, prefix string, kind string, p peer,
 		e.Bytes("transfer-encoding")
 		e.Bytes(strings.Join(r.TransferEncoding, ", "))
 	}
-	e.Str("server")
+	e.Known(asgiBase + sServer)
 	e.List(2)
 	if path, unix := unixSocket(r); unix {
 		// The spec's [path, None] for a Unix socket.
@@ -922,11 +923,11 @@ func buildScope(dst []byte, r *http.Request, prefix string, kind string, p peer,
 		e.Str(name)
 		e.Int(int64(portNum))
 	}
-	e.Str("state")
+	e.Known(asgiBase + sState)
 	e.Dict(0) // replaced by the lifespan state on the loop
 	if p.addr != "" {
 		pn, _ := strconv.Atoi(p.port)
-		e.Str("client")
+		e.Known(asgiBase + sClient)
 		e.List(2)
 		e.Str(p.addr)
 		e.Int(int64(pn))
@@ -936,25 +937,25 @@ func buildScope(dst []byte, r *http.Request, prefix string, kind string, p peer,
 		exts++
 	}
 	if kind == "http" {
-		e.Str("method")
-		e.Str(r.Method)
-		e.Str("extensions")
+		e.Known(asgiBase + sMethod)
+		scopeStr(&e, r.Method)
+		e.Known(asgiBase + sExtensions)
 		e.Dict(3 + exts)
-		e.Str("http.response.early_hint")
+		e.Known(asgiBase + sEarlyHint)
 		e.Dict(0)
-		e.Str("http.response.trailers")
+		e.Known(asgiBase + sTrailers)
 		e.Dict(0)
-		e.Str("http.response.pathsend")
+		e.Known(asgiBase + sPathsend)
 		e.Dict(0)
 	} else {
-		e.Str("subprotocols")
+		e.Known(asgiBase + sSubprotocols)
 		e.List(len(subprotocols))
 		for _, s := range subprotocols {
 			e.Str(s)
 		}
-		e.Str("extensions")
+		e.Known(asgiBase + sExtensions)
 		e.Dict(1 + exts)
-		e.Str("websocket.http.response")
+		e.Known(asgiBase + sWSHTTPResponse)
 		e.Dict(0)
 	}
 	if hasEnv {
@@ -969,7 +970,7 @@ func buildScope(dst []byte, r *http.Request, prefix string, kind string, p peer,
 				}
 			}
 		}
-		e.Str("environ")
+		e.Known(asgiBase + sEnviron)
 		e.Dict(len(env))
 		for k, v := range env {
 			e.Str(k)
@@ -977,6 +978,76 @@ func buildScope(dst []byte, r *http.Request, prefix string, kind string, p peer,
 		}
 	}
 	return e.B, 0, ""
+}
+
+// asgiKnownStrs are the scope's keys and its common values, appended to
+// knownEnvironKeys as known strings (interpreter.go): a scope refers to
+// them by id and C returns the same interned str each time (no copy, the
+// hash computed once; the app's scope["type"] finds its key by identity).
+var asgiKnownStrs = []string{
+	// The keys, in the order of the s* constants.
+	"type", "asgi", "version", "spec_version", "http_version", "scheme", "path", "raw_path",
+	"query_string", "root_path", "headers", "server", "state", "client", "method", "extensions",
+	"subprotocols", "environ", "3.0", "2.4", "http.response.early_hint", "http.response.trailers",
+	"http.response.pathsend", "websocket.http.response",
+	// Values found through asgiKnownIDs.
+	"http", "websocket", "1.0", "1.1", "2", "3", "https", "ws", "wss",
+	"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+}
+
+// Indexes into asgiKnownStrs of the keys and fixed values buildScope writes.
+const (
+	sType = iota
+	sASGI
+	sVersion
+	sSpecVersion
+	sHTTPVersion
+	sScheme
+	sPath
+	sRawPath
+	sQueryString
+	sRootPath
+	sHeaders
+	sServer
+	sState
+	sClient
+	sMethod
+	sExtensions
+	sSubprotocols
+	sEnviron
+	sV30
+	sV24
+	sEarlyHint
+	sTrailers
+	sPathsend
+	sWSHTTPResponse
+)
+
+// asgiBase is the id of asgiKnownStrs[0] among the known strings.
+var asgiBase = len(knownEnvironKeys)
+
+// knownStrs is what Initialize interns: the environ keys, then asgiKnownStrs.
+var knownStrs = append(knownEnvironKeys[:len(knownEnvironKeys):len(knownEnvironKeys)], asgiKnownStrs...)
+
+// asgiKnownIDs maps a string of asgiKnownStrs to its id in knownStrs.
+var asgiKnownIDs = func() map[string]int {
+	m := make(map[string]int, len(asgiKnownStrs))
+	for i, k := range asgiKnownStrs {
+		if _, dup := m[k]; dup || slices.Contains(knownEnvironKeys, k) {
+			panic("wsgi: duplicate known string " + k)
+		}
+		m[k] = asgiBase + i
+	}
+	return m
+}()
+
+// scopeStr writes s as a known string if it is one.
+func scopeStr(e *cpython.Encoder, s string) {
+	if id, ok := asgiKnownIDs[s]; ok {
+		e.Known(id)
+		return
+	}
+	e.Str(s)
 }
 
 // scopeBufs holds the buffers scopes are encoded into: one per request

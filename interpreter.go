@@ -25,7 +25,7 @@ func startInterpreter() error {
 		return ErrFinalized
 	}
 	cpython.SetHost(pyHost{})
-	return cpython.Initialize(knownEnvironKeys)
+	return cpython.Initialize(knownStrs)
 }
 
 // openHandlers counts Handlers not yet closed.

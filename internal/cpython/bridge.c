@@ -176,6 +176,9 @@ PyObject *wsgi_decode_value(const char **p, const char *end, int depth) {
         *p += 8;
         return PyFloat_FromDouble(d);
     }
+    case 'k':  // a known string, by id: the same interned str each time
+        if (get_u32(p, end, &n) < 0) goto bad;
+        return wsgi_known_str(n);
     case 's':
     case 'b': {
         if (get_u32(p, end, &n) < 0 || (uint64_t)(end - *p) < n) goto bad;

@@ -28,6 +28,9 @@ typedef struct {
 int wsgi_encode_value(buf_t *b, PyObject *o, int depth);
 int wsgi_buf_put(buf_t *b, const void *d, size_t n);
 PyObject *wsgi_decode_value(const char **p, const char *end, int depth);
+// A string of the known keys (cpython.Initialize), interned: a new
+// reference, or NULL with a Python error.
+PyObject *wsgi_known_str(uint32_t id);
 
 // shim.c helpers for the other C files.
 void wsgi_enter(void);

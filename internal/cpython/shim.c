@@ -1032,6 +1032,18 @@ static inline uint16_t rd16(const char *p) {
     memcpy(&v, p, 2);
     return v;
 }
+// The known string id of the current interpreter (a new reference), or
+// NULL with a Python error: the 'k' values of the gohost format (bridge.c).
+PyObject *wsgi_known_str(uint32_t id) {
+    if (id >= (uint32_t)n_known_keys) {
+        PyErr_SetString(PyExc_ValueError, "gohost: unknown string id");
+        return NULL;
+    }
+    PyObject *k = IS->known_keys[id];
+    Py_INCREF(k);
+    return k;
+}
+
 static inline uint32_t rd32(const char *p) {
     uint32_t v;
     memcpy(&v, p, 4);

@@ -259,6 +259,11 @@ func (e *Encoder) Dict(n int) { e.B = appendLen(append(e.B, 'm'), n) }
 // List starts a list of n values.
 func (e *Encoder) List(n int) { e.B = appendLen(append(e.B, 'l'), n) }
 
+// Known writes the known string id (the keys given to Initialize): C
+// returns the same interned str for it every time, with no copy and its
+// hash already computed.
+func (e *Encoder) Known(id int) { e.B = appendLen(append(e.B, 'k'), id) }
+
 // Str writes a str.
 func (e *Encoder) Str(s string) {
 	e.B = append(appendLen(append(e.B, 's'), len(s)), s...)
