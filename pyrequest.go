@@ -168,6 +168,10 @@ func (p *pyRequest) finished() {
 // may be after ServeHTTP returned.
 func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ, o *outcome) (abort bool, lo *leftover) {
 	if h.cfg.requestTimeout == 0 && h.bodies.Load() >= inlineAfter {
+		if r.ProtoMajor != 1 {
+			// HTTP/2 and HTTP/3: a new goroutine each (gopool.go).
+			return h.runPooledInline(w, r, env, o)
+		}
 		p := pyRequest{h: h, inline: true, act: o.act}
 		defer func() { h.envs.Put(env); <-h.slots }() // even if our own code panics
 		h.run(w, r, env.bytes(), &p)
@@ -192,7 +196,7 @@ func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ
 	}
 	h.inflight.Add(1) // the goroutine's own hold, released when Python is done
 	o.act.hold()
-	go func() {
+	h.pool.run(funcJob(func() {
 		defer h.inflight.Done()
 		defer h.release(p.act, false)
 		defer func() {
@@ -213,7 +217,7 @@ func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ
 			}
 		}()
 		h.run(pw, pr, env.bytes(), p)
-	}()
+	}))
 	if p.expired == nil {
 		s := <-p.settled
 		o.status, o.sent, o.received = s.status, s.sent, s.received
