@@ -123,3 +123,18 @@ func TestHTTP2PostResponse(t *testing.T) {
 	assert.Equal(t, "h2-close", reports[0]["local"], "threading.local in close()")
 	assert.Equal(t, "h2-close", reports[0]["contextvar"], "contextvars in close()")
 }
+
+// TestHTTP2Abort: a response that fails after its head is cut, as over
+// HTTP/1.1: the client sees the stream reset, not a short body that
+// looks whole.
+func TestHTTP2Abort(t *testing.T) {
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "failing"})
+	srv, client := serveH2(t, h)
+	for range 3 {
+		_, body, err := getH2(client, srv.URL+"/raise-mid-stream")
+		assert.Error(t, err, "body %q", body)
+	}
+	code, _, err := getH2(client, srv.URL+"/raise-before")
+	require.NoError(t, err)
+	assert.Equal(t, 500, code)
+}
