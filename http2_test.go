@@ -106,6 +106,8 @@ func TestHTTP2Requests(t *testing.T) {
 func TestHTTP2PostResponse(t *testing.T) {
 	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "post_response"})
 	srv, client := serveH2(t, h)
+	_, _, err := getH2(client, srv.URL+"/report") // the connection, before the clock starts
+	require.NoError(t, err)
 	start := time.Now()
 	code, body, err := getH2(client, srv.URL+"/fixed?d=0.5&tag=h2-close")
 	require.NoError(t, err)
