@@ -1,6 +1,7 @@
 package wsgi_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -161,4 +162,100 @@ func BenchmarkASGIHelloParallel(b *testing.B) {
 func BenchmarkHelloClose(b *testing.B) {
 	h := benchHandler(b, wsgi.Options{Dir: "testdata", App: "post_response"})
 	runBench(b, h, func() *http.Request { return httptest.NewRequest("GET", "/hello", nil) }, 13)
+}
+
+// BenchmarkHelloHTTP2 is BenchmarkHello as HTTP/2 serves it: each request
+// on a new goroutine of its own (net/http starts one per stream), which
+// is where a request path that needs more than a new goroutine's stack
+// pays for growing it. BenchmarkGoHelloHTTP2 is the Go handler so.
+func BenchmarkHelloHTTP2(b *testing.B) {
+	h := benchHandler(b, wsgi.Options{Dir: "testdata", App: "hello"})
+	runBenchPerGoroutine(b, h)
+}
+
+func BenchmarkGoHelloHTTP2(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", "13")
+		_, _ = io.WriteString(w, "Hello, world!")
+	})
+	runBenchPerGoroutine(b, h)
+}
+
+// runBenchPerGoroutine serves an HTTP/2 hello request through h b.N
+// times, each from a new goroutine.
+func runBenchPerGoroutine(b *testing.B, h http.Handler) {
+	b.Helper()
+	b.ReportAllocs()
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	for b.Loop() {
+		rec.Body.Reset()
+		clear(rec.Header())
+		rec.Code = 0
+		r := helloRequest()
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/2.0", 2, 0
+		go func() {
+			h.ServeHTTP(rec, r)
+			done <- struct{}{}
+		}()
+		<-done
+		if rec.Body.Len() != 13 {
+			b.Fatalf("body length %d, want 13: %q", rec.Body.Len(), rec.Body.String())
+		}
+	}
+}
+
+// BenchmarkHelloH2TLS serves hello over real HTTP/2 over TLS on loopback,
+// 16 streams at once per GOMAXPROCS on one connection; the client runs in
+// the same process. BenchmarkGoHelloH2TLS is the Go handler so: their
+// difference is what the WSGI path costs a request under HTTP/2
+// (make bench-h2 measures the command against Go with h2load).
+func BenchmarkHelloH2TLS(b *testing.B) {
+	h := benchHandler(b, wsgi.Options{Dir: "testdata", App: "hello"})
+	runBenchH2TLS(b, h)
+}
+
+func BenchmarkGoHelloH2TLS(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", "13")
+		_, _ = io.WriteString(w, "Hello, world!")
+	})
+	runBenchH2TLS(b, h)
+}
+
+func runBenchH2TLS(b *testing.B, h http.Handler) {
+	b.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	b.Cleanup(srv.Close)
+	client := srv.Client()
+	get := func() error {
+		resp, err := client.Get(srv.URL + "/")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && (resp.ProtoMajor != 2 || string(body) != "Hello, world!") {
+			err = fmt.Errorf("%s %q", resp.Proto, body)
+		}
+		return err
+	}
+	if err := get(); err != nil { // the connection, before the clock starts
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := get(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

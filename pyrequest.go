@@ -21,9 +21,10 @@ import (
 // and its in-flight count until Python is done. It also lets ServeHTTP
 // answer 504 on time whatever Python does (Options.RequestTimeout).
 //
-// The cost is a goroutine start and two switches per request, and under
-// load the connection's goroutine waits its turn for the CPU again before
-// net/http reads the next request (docs/performance.md). The alternatives
+// The goroutine is one of the Handler's long-lived ones (gopool.go), so
+// the cost is two switches per request, and under load the connection's
+// goroutine waits its turn for the CPU again before net/http reads the
+// next request (docs/performance.md). The alternatives
 // cannot keep close() on the request's thread state: the state belongs to
 // the OS thread the goroutine is pinned to, and net/http ends the response
 // only when ServeHTTP's goroutine returns.
@@ -36,7 +37,10 @@ import (
 // for good (the Handler's life): that one response is flushed to the
 // client before its close() runs, but its chunked terminator and the
 // connection's next request wait for close(). Without RequestTimeout only;
-// a timeout needs ServeHTTP free to answer 504.
+// a timeout needs ServeHTTP free to answer 504. HTTP/2 and HTTP/3 requests
+// that run inline do so on a pooled goroutine all the same, ServeHTTP
+// waiting for all of it: their handlers run on a new goroutine each
+// (gopool.go).
 
 // inlineAfter is how many responses without a close() in a row let a
 // Handler's requests run inline.
@@ -168,6 +172,10 @@ func (p *pyRequest) finished() {
 // may be after ServeHTTP returned.
 func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ, o *outcome) (abort bool, lo *leftover) {
 	if h.cfg.requestTimeout == 0 && h.bodies.Load() >= inlineAfter {
+		if r.ProtoMajor != 1 {
+			// HTTP/2 and HTTP/3: a new goroutine each (gopool.go).
+			return h.runPooledInline(w, r, env, o)
+		}
 		p := pyRequest{h: h, inline: true, act: o.act}
 		defer func() { h.envs.Put(env); <-h.slots }() // even if our own code panics
 		h.run(w, r, env.bytes(), &p)
@@ -192,7 +200,7 @@ func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ
 	}
 	h.inflight.Add(1) // the goroutine's own hold, released when Python is done
 	o.act.hold()
-	go func() {
+	h.pool.run(funcJob(func() {
 		defer h.inflight.Done()
 		defer h.release(p.act, false)
 		defer func() {
@@ -213,7 +221,7 @@ func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ
 			}
 		}()
 		h.run(pw, pr, env.bytes(), p)
-	}()
+	}))
 	if p.expired == nil {
 		s := <-p.settled
 		o.status, o.sent, o.received = s.status, s.sent, s.received

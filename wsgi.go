@@ -30,6 +30,7 @@ type Handler struct {
 	// nil for the main interpreter.
 	interps []int
 	slots   chan struct{} // one token per request allowed to run Python
+	pool    *goPool       // runs the Python part of requests not run inline
 	static  *staticFiles  // nil unless Options.Static
 	auth    *basicAuth    // nil unless Options.BasicAuth
 
@@ -53,6 +54,7 @@ type Handler struct {
 	envs      sync.Pool // *environ
 	bufs      sync.Pool // *[]byte, for list bodies copied out of Python
 	exchanges sync.Pool // *exchange
+	inlines   sync.Pool // *pooledInline
 
 	live liveList // requests in progress, for Snapshot
 	// unobserved: no metrics counted at ServeHTTP's end and no live view
@@ -119,6 +121,7 @@ func New(opts Options) (*Handler, error) {
 		h.relativePaths = app.RelativePaths()
 	}
 	h.slots = make(chan struct{}, h.cfg.threads)
+	h.pool = newGoPool(h.cfg.threads)
 	g, err := h.newGen(apps, nil)
 	if err != nil {
 		h.free()
@@ -147,6 +150,7 @@ func New(opts Options) (*Handler, error) {
 	h.envs.New = func() any { return new(environ) }
 	h.bufs.New = func() any { b := make([]byte, bodyBufSize); return &b }
 	h.exchanges.New = func() any { return new(exchange) }
+	h.inlines.New = func() any { return &pooledInline{done: make(chan struct{}, 1)} }
 	return h, nil
 }
 
@@ -208,6 +212,9 @@ func (h *Handler) free() {
 	unregisterApp(h.id)
 	if g := h.gen.Swap(nil); g != nil {
 		g.unref()
+	}
+	if h.pool != nil {
+		h.pool.stop()
 	}
 	if h.interps != nil {
 		// Every generation is released: nothing of ours runs there.
