@@ -195,28 +195,39 @@ func (q *quicSockets) release(w *worker) {
 	}
 }
 
-// update attaches the program for the workers as they are now: each
-// held index is steered to, and new connections go to the ready workers
-// that are not stopping (to the starting or stopping ones while there
+// update attaches the program for the workers as they are now: the index
+// of each worker that has been ready is steered to, and new connections go
+// to the ready workers that are not stopping (to any worker while there
 // are none, rather than to a socket no worker reads).
+//
+// A starting worker's index is not steered to: it has issued no IDs yet
+// (no new connection reaches it before it is ready), so packets naming
+// its index are those of the dead worker that held it before, and hashed
+// like new ones they reach a live worker, which answers with a stateless
+// reset at once. Steered to the starting worker, they would wait on its
+// socket until it has imported the app (TestQUICSteeringKernel).
 func (q *quicSockets) update() {
 	if q == nil {
 		return
 	}
-	var live, accepting []int
+	var held, live, accepting []int
 	for k, w := range q.holder {
 		if w == nil {
 			continue
 		}
+		held = append(held, k)
+		if w.readyAt.IsZero() {
+			continue
+		}
 		live = append(live, k)
-		if !w.readyAt.IsZero() && !w.stopping {
+		if !w.stopping {
 			accepting = append(accepting, k)
 		}
 	}
 	q.buckets = rebalance(q.buckets, accepting)
 	buckets := q.buckets
 	if buckets == nil {
-		buckets = rebalance(nil, live)
+		buckets = rebalance(nil, held)
 	}
 	prog, err := bpf.Assemble(steeringProgram(live, buckets))
 	if err != nil {

@@ -264,4 +264,15 @@ func TestQUICSteeringKernel(t *testing.T) {
 	}
 	assert.Len(t, initials, len(clients))
 	assert.Len(t, slices.Compact(slices.Sorted(slices.Values(initials))), 1, "one socket for every copy of the Initial")
+
+	// A replacement takes index 3 and starts: until it is ready, the dead
+	// worker's IDs still go to serving workers (which reset them), not to
+	// a socket nobody reads yet.
+	q.hold(3, &worker{id: 4})
+	for i, c := range clients {
+		send(c, shortHeader(3), byte(i))
+	}
+	got = received()
+	assert.Empty(t, got[3], "the starting worker's socket")
+	assert.Len(t, slices.Concat(got[0], got[1]), len(clients), "to serving workers: %v", got)
 }

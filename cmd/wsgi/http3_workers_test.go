@@ -226,10 +226,13 @@ func TestWorkersHTTP3Churn(t *testing.T) {
 }
 
 // The worker holding a connection dies: only the requests in flight on it
-// fail, and at once, not at a timeout: the connection's next packets
-// reach a worker that answers with a stateless reset (every worker has
-// the master's key), and the client's next requests open a new
-// connection to a live worker.
+// fail, and the connection ends at its next request, not at a timeout:
+// that request's packets reach a worker that answers with a stateless
+// reset (every worker has the master's key), and the client's next
+// request opens a new connection to a live worker. (A request in flight
+// whose packets the dead worker had all acknowledged learns of nothing
+// until the client sends again: quic-go does not answer a packet as
+// small as a PING with a reset. So the check is on the next request.)
 func TestWorkersHTTP3OwnWorkerKilled(t *testing.T) {
 	t.Parallel()
 	ca := newTestCA(t)
@@ -245,16 +248,24 @@ func TestWorkersHTTP3OwnWorkerKilled(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	require.NoError(t, syscall.Kill(first.pid, syscall.SIGKILL))
 	waitLog(t, p, "signal SIGKILL", 5*time.Second)
-	time.Sleep(1500 * time.Millisecond)
+
+	began := time.Now()
+	var a answer
+	for time.Since(began) < 4*time.Second {
+		if a, err = c.get(url); err == nil {
+			break
+		}
+	}
+	require.NoError(t, err, "a request after the kill")
+	assert.Less(t, time.Since(began), 2*time.Second, "the dead worker's connection ended by a reset, not a timeout")
+	assert.NotEqual(t, first.pid, a.pid, "another worker answered after the kill")
+	assert.GreaterOrEqual(t, int(c.dials.Load()), 2, "a new connection")
 	cancel()
 	r := <-done
 
 	assert.LessOrEqual(t, len(r.failures), 4, "only the requests in flight fail: %v", r.failures)
-	assert.Less(t, time.Duration(c.slowestFailure.Load()), 2*time.Second, "the connection ended by a reset, not a timeout: %v", r.failures)
-	assert.GreaterOrEqual(t, int(c.dials.Load()), 2, "a new connection")
-	assert.Greater(t, len(r.pids), 1, "another worker answered after the kill")
-	t.Logf("%d requests, %d failed (slowest %v), %d connections", r.ok, len(r.failures),
-		time.Duration(c.slowestFailure.Load()).Round(time.Millisecond), c.dials.Load())
+	t.Logf("%d requests, %d failed (slowest %v), %d connections, after the kill: %v", r.ok, len(r.failures),
+		time.Duration(c.slowestFailure.Load()).Round(time.Millisecond), c.dials.Load(), time.Since(began).Round(time.Millisecond))
 	assert.Equal(t, 0, p.stop(t), p.stderr())
 }
 
