@@ -78,7 +78,12 @@ func TestNoLeaks(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 	srv.CloseClientConnections()
-	assert.True(t, waitFor(2*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines+2 }),
+	// Besides 2 of slack, each Handler's pool (gopool.go) may have started
+	// goroutines since the warm-up, up to its Threads (4 and the default
+	// 8): they stay for the next requests. A leak per request would be
+	// hundreds after these rounds.
+	const pooled = 4 + 8
+	assert.True(t, waitFor(2*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines+2+pooled }),
 		"goroutines: %d before, %d after", goroutines, runtime.NumGoroutine())
 	assert.LessOrEqual(t, osThreads(t), threads+4, "OS threads")
 	assert.InDelta(t, pyBlocks, blocks(), 500, "Python allocated blocks")
