@@ -55,6 +55,26 @@ func freePort(t *testing.T, network string) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// freeDualPort returns a loopback port that was free a moment ago for
+// both UDP and TCP, as a DNS server listens on both: a port only checked
+// for UDP was sometimes a TCP one in use by the other tests' connections.
+func freeDualPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		require.NoError(t, err)
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		_ = c.Close()
+		if err == nil {
+			_ = ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no loopback port free for both UDP and TCP")
+	return 0
+}
+
 // startPebble starts Pebble, validating HTTP-01 on httpPort and
 // TLS-ALPN-01 on tlsPort of 127.0.0.1.
 func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
@@ -62,7 +82,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
 	p := &pebble{log: &syncBuffer{}}
 	logger := log.New(p.log, "pebble ", log.LstdFlags)
 
-	dnsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t, "udp"))
+	dnsAddr := "127.0.0.1:" + strconv.Itoa(freeDualPort(t))
 	dns, err := challtestsrv.New(challtestsrv.Config{DNSAddrs: []string{dnsAddr}, Log: logger})
 	require.NoError(t, err)
 	dns.SetDefaultDNSIPv4("127.0.0.1")
