@@ -62,11 +62,7 @@ func BenchmarkNetHello(b *testing.B) {
 }
 
 func BenchmarkNetGoHello(b *testing.B) {
-	runNetBench(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Header().Set("Content-Length", "13")
-		_, _ = io.WriteString(w, "Hello, world!")
-	}), "/", 13)
+	runNetBench(b, goHello, "/", 13)
 }
 
 func BenchmarkNetASGIHello(b *testing.B) {

@@ -52,12 +52,15 @@ func BenchmarkHello(b *testing.B) {
 	runBench(b, h, helloRequest, 13)
 }
 
+// goHello is a Go handler that answers as testdata/hello.py does.
+var goHello = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Content-Length", "13")
+	_, _ = io.WriteString(w, "Hello, world!")
+})
+
 func BenchmarkGoHello(b *testing.B) {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Header().Set("Content-Length", "13")
-		_, _ = io.WriteString(w, "Hello, world!")
-	})
+	h := goHello
 	runBench(b, h, helloRequest, 13)
 }
 
@@ -174,11 +177,7 @@ func BenchmarkHelloHTTP2(b *testing.B) {
 }
 
 func BenchmarkGoHelloHTTP2(b *testing.B) {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Header().Set("Content-Length", "13")
-		_, _ = io.WriteString(w, "Hello, world!")
-	})
+	h := goHello
 	runBenchPerGoroutine(b, h)
 }
 
@@ -217,11 +216,7 @@ func BenchmarkHelloH2TLS(b *testing.B) {
 }
 
 func BenchmarkGoHelloH2TLS(b *testing.B) {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		w.Header().Set("Content-Length", "13")
-		_, _ = io.WriteString(w, "Hello, world!")
-	})
+	h := goHello
 	runBenchH2TLS(b, h)
 }
 
