@@ -60,8 +60,7 @@ var goHello = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 })
 
 func BenchmarkGoHello(b *testing.B) {
-	h := goHello
-	runBench(b, h, helloRequest, 13)
+	runBench(b, goHello, helloRequest, 13)
 }
 
 // BenchmarkHelloParallel runs hello from GOMAXPROCS goroutines.
@@ -177,8 +176,7 @@ func BenchmarkHelloHTTP2(b *testing.B) {
 }
 
 func BenchmarkGoHelloHTTP2(b *testing.B) {
-	h := goHello
-	runBenchPerGoroutine(b, h)
+	runBenchPerGoroutine(b, goHello)
 }
 
 // runBenchPerGoroutine serves an HTTP/2 hello request through h b.N
@@ -216,17 +214,12 @@ func BenchmarkHelloH2TLS(b *testing.B) {
 }
 
 func BenchmarkGoHelloH2TLS(b *testing.B) {
-	h := goHello
-	runBenchH2TLS(b, h)
+	runBenchH2TLS(b, goHello)
 }
 
 func runBenchH2TLS(b *testing.B, h http.Handler) {
 	b.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	b.Cleanup(srv.Close)
-	client := srv.Client()
+	srv, client := serveH2(b, h)
 	get := func() error {
 		resp, err := client.Get(srv.URL + "/")
 		if err != nil {

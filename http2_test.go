@@ -19,7 +19,7 @@ import (
 
 // serveH2 serves h over HTTP/2 over TLS on loopback; the client speaks
 // HTTP/2 only.
-func serveH2(t *testing.T, h http.Handler) (*httptest.Server, *http.Client) {
+func serveH2(t testing.TB, h http.Handler) (*httptest.Server, *http.Client) {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(h)
 	srv.EnableHTTP2 = true

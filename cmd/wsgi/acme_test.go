@@ -40,15 +40,9 @@ type pebble struct {
 	log      *syncBuffer
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T, network string) int {
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
 	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -152,10 +146,10 @@ func TestACME(t *testing.T) {
 		{"http-01 workers", "2", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			port, httpPort := freePort(t, "tcp"), freePort(t, "tcp")
+			port, httpPort := freePort(t), freePort(t)
 			alpnPort := port
 			if tc.http01 {
-				alpnPort = freePort(t, "tcp") // nothing listens there
+				alpnPort = freePort(t) // nothing listens there
 			}
 			peb := startPebble(t, httpPort, alpnPort)
 			cache := t.TempDir()
