@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -200,6 +201,15 @@ func (h *Handler) runPython(w http.ResponseWriter, r *http.Request, env *environ
 	}
 	h.inflight.Add(1) // the goroutine's own hold, released when Python is done
 	o.act.hold()
+	// Yield first, so that connections take turns. The hand-off below and
+	// back wakes each goroutine straight after the one before (the P's
+	// runnext), so a connection whose next request is already read goes
+	// round again without parking, and the P's local run queue never
+	// empties; the connections the network poller readied meanwhile wait
+	// on the global run queue, one taken per 61 scheduling rounds. Gosched
+	// puts this one behind them. On one CPU (GOMAXPROCS 1) Flask JSON's
+	// p99 under wrk -c16 went from 18-40 ms to 3.6-5 ms, its rate up.
+	runtime.Gosched()
 	h.pool.run(funcJob(func() {
 		defer h.inflight.Done()
 		defer h.release(p.act, false)
