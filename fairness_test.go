@@ -16,43 +16,50 @@ import (
 
 // Requests whose Python holds the GIL take turns in the order they asked
 // for it (shim.c, take_gil). CPython's GIL lets the thread that drops it
-// take it straight back, so without the queue a request could wait out
-// several of CPython's 5 ms switch intervals while another thread's
-// requests went by: one client got most of the answers and the slowest
-// request waited tens of milliseconds.
+// take it straight back, so without the queue one thread's requests went
+// by, several in a row, while a request of another waited out CPython's
+// 5 ms switch intervals. The test counts, for each request, the requests
+// that began after it and ended before it: in turn, a request is passed
+// by the few that reached the GIL's queue first: here p99 1 (2-3 with
+// -race beside two busy loops), against 12-15 without the queue.
+// Counting order rather than time keeps it steady on a loaded machine.
 func TestGILTurns(t *testing.T) {
 	const clients = 4 // each request holds the GIL 2 ms (testdata/busy.py)
 	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "busy:app", Threads: clients})
-	counts := make([]int, clients)
-	var waits []time.Duration
+	type span struct{ began, ended time.Time }
+	var spans []span
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(1500 * time.Millisecond)
-	for c := range clients {
+	for range clients {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
 				began := time.Now()
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
-				took := time.Since(began)
+				ended := time.Now()
 				if rec.Code != http.StatusOK {
 					t.Errorf("status %d: %s", rec.Code, rec.Body)
 					return
 				}
 				mu.Lock()
-				counts[c]++
-				waits = append(waits, took)
+				spans = append(spans, span{began, ended})
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	slices.Sort(waits)
-	p99 := waits[len(waits)*99/100]
-	t.Logf("answers per client %v; request time p50 %v, p99 %v, max %v", counts,
-		waits[len(waits)/2], p99, waits[len(waits)-1])
-	require.Greater(t, len(waits), 100)
-	assert.GreaterOrEqual(t, slices.Min(counts)*3, slices.Max(counts)*2, "each client got a fair share: %v", counts)
-	// In turn, a request waits for the three others (6 ms) and runs (2 ms).
-	assert.Less(t, p99, 25*time.Millisecond, "p99 request time")
+	require.Greater(t, len(spans), 100)
+	passed := make([]int, len(spans))
+	for i, r := range spans {
+		for _, s := range spans {
+			if s.began.After(r.began) && s.ended.Before(r.ended) {
+				passed[i]++
+			}
+		}
+	}
+	slices.Sort(passed)
+	p99 := passed[len(passed)*99/100]
+	t.Logf("%d requests; passed by p50 %d, p99 %d, max %d others", len(spans), passed[len(passed)/2], p99, passed[len(passed)-1])
+	assert.LessOrEqual(t, p99, 6, "requests passed by later ones")
 }
