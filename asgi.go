@@ -985,12 +985,15 @@ func buildScope(dst []byte, r *http.Request, prefix string, kind string, p peer,
 // them by id and C returns the same interned str each time (no copy, the
 // hash computed once; the app's scope["type"] finds its key by identity).
 var asgiKnownStrs = []string{
-	// The keys, in the order of the s* constants.
-	"type", "asgi", "version", "spec_version", "http_version", "scheme", "path", "raw_path",
-	"query_string", "root_path", "headers", "server", "state", "client", "method", "extensions",
-	"subprotocols", "environ", "3.0", "2.4", "http.response.early_hint", "http.response.trailers",
-	"http.response.pathsend", "websocket.http.response",
-	// Values found through asgiKnownIDs.
+	// The keys and fixed values buildScope writes, at their s* index.
+	sType: "type", sASGI: "asgi", sVersion: "version", sSpecVersion: "spec_version",
+	sHTTPVersion: "http_version", sScheme: "scheme", sPath: "path", sRawPath: "raw_path",
+	sQueryString: "query_string", sRootPath: "root_path", sHeaders: "headers", sServer: "server",
+	sState: "state", sClient: "client", sMethod: "method", sExtensions: "extensions",
+	sSubprotocols: "subprotocols", sEnviron: "environ", sV30: "3.0", sV24: "2.4",
+	sEarlyHint: "http.response.early_hint", sTrailers: "http.response.trailers",
+	sPathsend: "http.response.pathsend", sWSHTTPResponse: "websocket.http.response",
+	// After them, values found through asgiKnownIDs.
 	"http", "websocket", "1.0", "1.1", "2", "3", "https", "ws", "wss",
 	"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
 }

@@ -137,6 +137,23 @@ func runH3Load(ctx context.Context, c *h3Client, url string, n int) *loadResult 
 	return r
 }
 
+// startH3Load asks url once over a new client, then from 4 goroutines
+// until stop is called or d has passed; stop returns what they got.
+func startH3Load(t *testing.T, ca *testCA, url string, d time.Duration) (c *h3Client, first answer, stop func() *loadResult) {
+	t.Helper()
+	c = newH3Client(t, ca)
+	first, err := c.get(url)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	done := make(chan *loadResult, 1)
+	go func() { done <- runH3Load(ctx, c, url, 4) }()
+	t.Cleanup(cancel)
+	return c, first, func() *loadResult {
+		cancel()
+		return <-done
+	}
+}
+
 // startH3Workers serves testdata/workers.py (or the app in dir) with two
 // workers, TLS and HTTP/3, and returns the process and the base URL.
 func startH3Workers(t *testing.T, ca *testCA, dir string, args ...string) (*proc, string) {
@@ -154,17 +171,7 @@ func startH3Workers(t *testing.T, ca *testCA, dir string, args ...string) (*proc
 // workers and returns their pids by worker id.
 func twoWorkersTLS(t *testing.T, ca *testCA, url string) map[int]int {
 	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
-	pids := map[int]int{}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(pids) < 2 && time.Now().Before(deadline) {
-		a, err := getAnswer(c, url)
-		require.NoError(t, err)
-		pids[a.worker] = a.pid
-	}
-	require.Len(t, pids, 2, "both workers answer")
-	return pids
+	return twoWorkersVia(t, &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}, url)
 }
 
 // HTTP/3 clients keep their connection while workers come and go: the
@@ -226,17 +233,9 @@ func TestWorkersHTTP3Churn(t *testing.T) {
 			dir, file, src := copyWorkersApp(t)
 			p, url := startH3Workers(t, ca, dir, tc.args...)
 			rewrite(t, file, bytes.Replace(src, []byte(`"version 1"`), []byte(`"version 2"`), 1))
-			c := newH3Client(t, ca)
-			first, err := c.get(url)
-			require.NoError(t, err)
-
-			ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
-			defer cancel()
-			done := make(chan *loadResult, 1)
-			go func() { done <- runH3Load(ctx, c, url, 4) }()
+			c, first, stop := startH3Load(t, ca, url, 25*time.Second)
 			tc.churn(t, p, url, first)
-			cancel()
-			r := <-done
+			r := stop()
 			assert.Empty(t, r.failures, "%d failed of %d", len(r.failures), len(r.failures)+r.ok)
 			assert.Greater(t, r.ok, 100)
 			tc.check(t, r, c, first)
@@ -262,20 +261,14 @@ func TestWorkersHTTP3OwnWorkerKilled(t *testing.T) {
 	t.Parallel()
 	ca := newTestCA(t)
 	p, url := startH3Workers(t, ca, "")
-	c := newH3Client(t, ca)
-	first, err := c.get(url)
-	require.NoError(t, err)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	done := make(chan *loadResult, 1)
-	go func() { done <- runH3Load(ctx, c, url, 4) }()
+	c, first, stop := startH3Load(t, ca, url, 20*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	require.NoError(t, syscall.Kill(first.pid, syscall.SIGKILL))
 	waitLog(t, p, "signal SIGKILL", 5*time.Second)
 
 	began := time.Now()
 	var a answer
+	var err error
 	for time.Since(began) < 4*time.Second {
 		if a, err = c.get(url); err == nil {
 			break
@@ -285,8 +278,7 @@ func TestWorkersHTTP3OwnWorkerKilled(t *testing.T) {
 	assert.Less(t, time.Since(began), 2*time.Second, "the dead worker's connection ended by a reset, not a timeout")
 	assert.NotEqual(t, first.pid, a.pid, "another worker answered after the kill")
 	assert.GreaterOrEqual(t, int(c.dials.Load()), 2, "a new connection")
-	cancel()
-	r := <-done
+	r := stop()
 
 	assert.LessOrEqual(t, len(r.failures), 4, "only the requests in flight fail: %v", r.failures)
 	t.Logf("%d requests, %d failed (slowest %v), %d connections, after the kill: %v", r.ok, len(r.failures),

@@ -110,14 +110,17 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 		return exitFail
 	}
 	defer removeSockets() // after the workers are gone (deferred first, runs last)
+	closeListeners := func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}
 	listening := addrsAttrs(lns)
 	// TLS and ACME (acme.go): the key pair is checked once, here; the
 	// master is the only ACME client of its workers.
 	stopTLS, err := masterTLS(ctx, logger, &f.tls, lns[0].Addr())
 	if err != nil {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
+		closeListeners()
 		logger.Error("wsgi: cannot serve tls", "err", err)
 		return exitFail
 	}
@@ -130,9 +133,7 @@ func runMaster(ctx context.Context, logger *slog.Logger, f *flags, args []string
 			addrs[i] = ln.Addr()
 		}
 		if quicSocks, err = newQUICSockets(logger, addrs); err != nil {
-			for _, ln := range lns {
-				_ = ln.Close()
-			}
+			closeListeners()
 			logger.Error("wsgi: cannot serve http3", "err", err)
 			return exitFail
 		}

@@ -186,11 +186,18 @@ func waitLog(t *testing.T, p *proc, s string, within time.Duration) {
 // by worker id.
 func twoWorkers(t *testing.T, url string) map[int]int {
 	t.Helper()
+	return twoWorkersVia(t, &http.Transport{}, url)
+}
+
+// twoWorkersVia is twoWorkers over tr, which it makes open a new
+// connection per request, so that both workers get a chance to accept.
+func twoWorkersVia(t *testing.T, tr *http.Transport, url string) map[int]int {
+	t.Helper()
+	tr.DisableKeepAlives = true
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	pids := map[int]int{}
 	deadline := time.Now().Add(10 * time.Second)
 	for len(pids) < 2 && time.Now().Before(deadline) {
-		// New connections, so that both workers get a chance to accept.
-		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 		a, err := getAnswer(c, url)
 		require.NoError(t, err)
 		pids[a.worker] = a.pid

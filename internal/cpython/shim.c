@@ -802,19 +802,18 @@ const char *wsgi_guess_executable(void) {
     if (exe[0] != 0) return exe;
     if (dladdr((void *)&Py_InitializeFromConfig, &info) == 0 || info.dli_fname == NULL)
         return "";
-    char lib[PATH_MAX], self[PATH_MAX];
+    char lib[PATH_MAX];
     if (realpath(info.dli_fname, lib) == NULL) return "";
 #ifdef WSGI_PYTHON_PREFIX
     // A static libpython is part of this binary: its Python's binary is
     // under the prefix it was built for (flags_default.go).
+    char self[PATH_MAX];
     if (realpath("/proc/self/exe", self) != NULL && strcmp(lib, self) == 0) {
         snprintf(exe, sizeof exe, "%s/bin/python%s", WSGI_XSTR(WSGI_PYTHON_PREFIX), py_version_short());
         if (access(exe, X_OK) == 0) return exe;
         exe[0] = 0;
         return "";
     }
-#else
-    (void)self;
 #endif
     char *slash = strrchr(lib, '/');
     if (slash == NULL) return "";
@@ -1110,11 +1109,6 @@ struct wsgi_req {
     wsgi_iov *iov;
 };
 
-static inline uint16_t rd16(const char *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
 // The known string id of the current interpreter (a new reference), or
 // NULL with a Python error: the 'k' values of the gohost format (bridge.c).
 PyObject *wsgi_known_str(uint32_t id) {
@@ -1127,6 +1121,11 @@ PyObject *wsgi_known_str(uint32_t id) {
     return k;
 }
 
+static inline uint16_t rd16(const char *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
 static inline uint32_t rd32(const char *p) {
     uint32_t v;
     memcpy(&v, p, 4);
