@@ -710,22 +710,35 @@ func shutdownFailed(err error) bool {
 }
 
 // tune sets the Go runtime for the apps served, where measurements say
-// so (pinned to one core, wrk -c16, paired runs): with GOGC unset, a GC
-// percent of 50. The Go heap holds little more than request buffers (the
-// apps' objects live in Python's heap), so the smaller heap goal costs no
-// measurable req/s or p99 and saves ~2 MiB of peak RSS (hello: 26-28 ->
-// 25-26 MiB). ASGI apps once needed a second P and GC percent 100 for
-// their loop thread's calls into Go; the loop has no thread now
-// (RATIONALE.md), and on one CPU a second P only spins.
-//
-// Not when it serves HTTP/2 (TLS or h2c): net/http's HTTP/2 server
-// allocates several KiB a request and its connections have more to scan,
-// so a collection costs more and comes sooner. For make bench-h2's hello
-// (GODEBUG=gctrace=1, h2load -c16 -m8), GC percent 50 took 8.3 µs of GC
-// CPU a request, Go's default of 100 4.3 µs, as much as the Go reference
-// server's 2.5 µs plus what the WSGI path allocates.
+// so, unless GOGC is set: gcPercent.
 func tune(http2 bool) {
-	if os.Getenv("GOGC") == "" && !http2 {
-		debug.SetGCPercent(50)
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent(http2))
 	}
+}
+
+// gcPercent is the command's GC percent. The Go heap holds little more
+// than request buffers (the apps' objects live in Python's heap), so it
+// is near Go's 4 MiB minimum goal, which GOGC scales.
+//
+// Over HTTP/1.x, 50 (pinned to one core, wrk -c16, paired runs): a
+// smaller heap goal costs no measurable req/s or p99 and saves ~2 MiB of
+// peak RSS (hello: 26-28 -> 25-26 MiB). ASGI apps once needed a second P
+// and GC percent 100 for their loop thread's calls into Go; the loop has
+// no thread now (RATIONALE.md), and on one CPU a second P only spins.
+//
+// Serving HTTP/2 (TLS or h2c), 200: net/http's HTTP/2 server allocates
+// about 3.5 KiB a request, so at 100 a collection came every ~490
+// requests (a 2 MiB live heap, a 4 MiB goal), each costing ~1.45 ms of
+// CPU. For make bench-h2's hello (GODEBUG=gctrace=1, h2load -c16 -m8),
+// GC CPU per request: 8.3 µs at 50, 2.9-3.0 µs at 100, 1.0-1.1 µs at 200
+// (a collection every ~1,500 requests), for 3.5 MiB more peak RSS (35.9
+// -> 39.4 MiB). 400 took 0.5 µs more off for 12 MiB more RSS. Go's own
+// server (bench/protocols' reference) goes from 1.3 to 0.5 µs at 200:
+// ours had more to gain, a larger live heap for the same goal.
+func gcPercent(http2 bool) int {
+	if http2 {
+		return 200
+	}
+	return 50
 }
