@@ -68,6 +68,7 @@ var (
 	flagCert      = flag.String("cert", "", "internal: certificate file of -serve-go")
 	flagKey       = flag.String("key", "", "internal: key file of -serve-go")
 	flagDriveWS   = flag.String("drive-ws", "", "profiling: run the WebSocket clients against ws://ADDR/ for -d, print the rate and exit")
+	flagDriveComp = flag.Bool("drive-ws-compressed", true, "profiling: whether -drive-ws offers and expects permessage-deflate")
 )
 
 var hello = []byte("Hello, world!")
@@ -79,7 +80,7 @@ func main() {
 		return
 	}
 	if *flagDriveWS != "" {
-		rate, err := runWSEcho(*flagDriveWS, *flagDur, true)
+		rate, err := runWSEcho(*flagDriveWS, *flagDur, *flagDriveComp)
 		fmt.Println(rate, err)
 		return
 	}
