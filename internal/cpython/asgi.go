@@ -306,12 +306,25 @@ func (a *ASGI) Start(h Handle, scope, first []byte) (c Conn, wait time.Duration,
 // Deliver hands msg to the connection's receive(); what it wakes runs in
 // the calling goroutine.
 func (a *ASGI) Deliver(c Conn, msg map[string]any) error {
-	b, err := encodeValue(nil, msg, 0)
-	if err != nil {
-		return err
+	bp := deliverBufs.Get().(*[]byte)
+	b, err := encodeValue((*bp)[:0], msg, 0)
+	if err == nil {
+		err = a.step(C.WSGI_ASGI_DELIVER, c.h, b, nil)
 	}
-	return a.step(C.WSGI_ASGI_DELIVER, c.h, b, nil)
+	if cap(b) <= maxPooledDelivery {
+		*bp = b[:0]
+		deliverBufs.Put(bp)
+	}
+	return err
 }
+
+// deliverBufs holds Deliver's encoding buffers: the loop makes Python
+// objects of a message within the step, so its buffer is free once the
+// step returns. Those of messages over maxPooledDelivery are left to the
+// GC, so that a few large WebSocket messages hold no memory.
+var deliverBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledDelivery = 64 << 10
 
 // Drained wakes a send() that waits for Go's queue to drain.
 func (a *ASGI) Drained(c Conn) { a.report(a.step(C.WSGI_ASGI_DRAINED, c.h, nil, nil)) }

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"sort"
+	"slices"
+	"strings"
 )
 
 // The gohost value format, shared with bridge.c:
@@ -151,7 +152,9 @@ func encodeValue(b []byte, v any, depth int) ([]byte, error) {
 	case float64:
 		return appendFloat(b, x), nil
 	case string:
-		return appendBytes(b, 's', []byte(x))
+		return appendStr(b, 's', x)
+	case Text:
+		return appendBytes(b, 's', x)
 	case []byte:
 		return appendBytes(b, 'b', x)
 	case []any:
@@ -205,15 +208,19 @@ func encodeMap(b []byte, n int, items func(func(string, any) bool), depth int) (
 		k string
 		v any
 	}
-	all := make([]kv, 0, n)
+	var small [8]kv // an ASGI event's dict, without a heap allocation
+	all := small[:0]
+	if n > len(small) {
+		all = make([]kv, 0, n)
+	}
 	for k, v := range items {
 		all = append(all, kv{k, v})
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].k < all[j].k })
+	slices.SortFunc(all, func(x, y kv) int { return strings.Compare(x.k, y.k) })
 	b = appendLen(append(b, 'm'), len(all))
 	for _, e := range all {
 		var err error
-		if b, err = appendBytes(b, 's', []byte(e.k)); err != nil {
+		if b, err = appendStr(b, 's', e.k); err != nil {
 			return nil, err
 		}
 		if b, err = encodeValue(b, e.v, depth+1); err != nil {
@@ -248,6 +255,19 @@ func appendBytes(b []byte, tag byte, p []byte) ([]byte, error) {
 	}
 	return append(appendLen(append(b, tag), len(p)), p...), nil
 }
+
+// appendStr is appendBytes for a string, without converting it.
+func appendStr(b []byte, tag byte, s string) ([]byte, error) {
+	if uint64(len(s)) > math.MaxUint32 {
+		return nil, errors.New("gohost: value too large")
+	}
+	return append(appendLen(append(b, tag), len(s)), s...), nil
+}
+
+// Text is UTF-8 text held in bytes: it reaches Python as a str, without
+// the copy that converting it to a Go string would make. The bytes must
+// stay unchanged until the call that passes them returns.
+type Text []byte
 
 // Encoder writes a value in the gohost format directly, without building
 // maps (a dict's entry count comes first, so the caller counts).

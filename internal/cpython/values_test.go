@@ -24,12 +24,14 @@ func TestValuesRoundTrip(t *testing.T) {
 		{math.Inf(-1), math.Inf(-1)},
 		{"héllo", "héllo"},
 		{"", ""},
+		{Text("héllo"), "héllo"},
 		{[]byte{0, 255}, []byte{0, 255}},
 		{[]any{1, "a", nil}, []any{int64(1), "a", nil}},
 		{[]string{"x", "y"}, []any{"x", "y"}},
 		{[3]int{1, 2, 3}, []any{int64(1), int64(2), int64(3)}},
 		{map[string]any{"b": 1, "a": []any{}}, map[string]any{"a": []any{}, "b": int64(1)}},
 		{map[string]int{"n": 1}, map[string]any{"n": int64(1)}},
+		{bigMap(12), bigMap(12)},
 	}
 	for _, tt := range tests {
 		b, err := encodeValue(nil, tt.in, 0)
@@ -38,6 +40,29 @@ func TestValuesRoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, rest)
 		assert.Equal(t, tt.want, got, "%#v", tt.in)
+	}
+}
+
+// bigMap has more entries than encodeMap sorts without a heap allocation.
+func bigMap(n int) map[string]any {
+	m := map[string]any{}
+	for i := range n {
+		m[string(rune('a'+i))] = int64(i)
+	}
+	return m
+}
+
+// TestEncodeMapStable: a dict's encoding does not depend on Go's map
+// order, small or large.
+func TestEncodeMapStable(t *testing.T) {
+	for _, n := range []int{3, 12} {
+		first, err := encodeValue(nil, bigMap(n), 0)
+		require.NoError(t, err)
+		for range 20 {
+			b, err := encodeValue(nil, bigMap(n), 0)
+			require.NoError(t, err)
+			require.Equal(t, first, b, "%d entries", n)
+		}
 	}
 }
 
