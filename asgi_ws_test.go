@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,61 @@ func TestASGIWebSocketClose(t *testing.T) {
 	require.NoError(t, err)
 	_, _, err = c.Read(ctx)
 	assert.Equal(t, websocket.StatusInternalError, websocket.CloseStatus(err))
+}
+
+// TestASGIWebSocketMessageSizes: messages of many sizes, text and binary,
+// with and without compression, sent without waiting for the answers, each
+// reach the app whole and alone. Client messages are read into reused
+// buffers while the app still has the one before, so a message must carry
+// nothing of another, and one past the buffers' pooling bound must come
+// through too.
+func TestASGIWebSocketMessageSizes(t *testing.T) {
+	url, _ := wsServer(t, 0)
+	sizes := []int{1, 1024, 10, 100 << 10, 3, 70 << 10, 512, 0, 4096}
+	type message struct {
+		typ  websocket.MessageType
+		data []byte
+	}
+	var sent []message
+	for i, n := range sizes {
+		sent = append(sent, message{websocket.MessageText, []byte(strings.Repeat(string(rune('a'+i)), n))})
+		bin := make([]byte, n)
+		for j := range bin {
+			bin[j] = byte(j + i)
+		}
+		sent = append(sent, message{websocket.MessageBinary, bin})
+	}
+	for _, mode := range []websocket.CompressionMode{websocket.CompressionDisabled, websocket.CompressionNoContextTakeover} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, url+"/echo", &websocket.DialOptions{CompressionMode: mode})
+		require.NoError(t, err)
+		defer c.CloseNow()
+		c.SetReadLimit(1 << 20) // the client's own default is 32 KiB
+		written := make(chan error, 1)
+		go func() {
+			for _, m := range sent {
+				if err := c.Write(ctx, m.typ, m.data); err != nil {
+					written <- err
+					return
+				}
+			}
+			written <- nil
+		}()
+		for i, m := range sent {
+			typ, data, err := c.Read(ctx)
+			require.NoError(t, err)
+			require.Equal(t, m.typ, typ)
+			want := slices.Clone(m.data)
+			if typ == websocket.MessageText {
+				want = append([]byte("echo: "), want...)
+			} else {
+				slices.Reverse(want)
+			}
+			require.Equal(t, want, data, "message %d (%d bytes), mode %v", i, len(m.data), mode)
+		}
+		require.NoError(t, <-written)
+	}
 }
 
 func TestASGIWebSocketSizeLimit(t *testing.T) {

@@ -2,13 +2,18 @@ package wsgi_test
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/gowsgi/wsgi"
 )
@@ -67,4 +72,45 @@ func BenchmarkNetGoHello(b *testing.B) {
 
 func BenchmarkNetASGIHello(b *testing.B) {
 	runNetBench(b, benchHandler(b, wsgi.Options{Dir: "testdata", App: "asgi_raw:app", Protocol: "asgi"}), "/hello", 13)
+}
+
+// BenchmarkNetASGIWebSocketEcho sends a 1 KiB JSON-like text message over
+// a loopback WebSocket to an ASGI echo and reads the answer, b.N times,
+// with permessage-deflate off and on. The client (coder/websocket) runs in
+// the process: its work and allocations count too, the same in every run.
+func BenchmarkNetASGIWebSocketEcho(b *testing.B) {
+	var sb strings.Builder
+	for j := 0; sb.Len() < 1024; j++ {
+		fmt.Fprintf(&sb, `{"id":%d,"name":"item-%d","price":%d.%02d},`, j, j, j*7%500, j%100)
+	}
+	msg := []byte(sb.String()[:1024])
+	for _, mode := range []string{"off", "no-context-takeover"} {
+		b.Run("compression "+mode, func(b *testing.B) {
+			h := benchHandler(b, wsgi.Options{Dir: "testdata", App: "asgi_raw:ws_app", Protocol: "asgi", WebSocketCompression: mode})
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			ctx := context.Background()
+			c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/echo",
+				&websocket.DialOptions{CompressionMode: websocket.CompressionNoContextTakeover})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.CloseNow()
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+					b.Fatal(err)
+				}
+				typ, data, err := c.Read(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if typ != websocket.MessageText || string(data) != "echo: "+string(msg) {
+					b.Fatalf("got %v %q", typ, data)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
