@@ -167,13 +167,7 @@ func encodeValue(b []byte, v any, depth int) ([]byte, error) {
 		}
 		return b, nil
 	case map[string]any:
-		return encodeMap(b, len(x), func(yield func(string, any) bool) {
-			for k, v := range x {
-				if !yield(k, v) {
-					return
-				}
-			}
-		}, depth)
+		return encodeAnyMap(b, x, depth)
 	}
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
@@ -202,17 +196,35 @@ func encodeValue(b []byte, v any, depth int) ([]byte, error) {
 	return nil, fmt.Errorf("gohost: cannot pass a Go %T to Python", v)
 }
 
+// encodeAnyMap is encodeMap for the map type of ASGI events, sorting its
+// keys on the stack (encodeMap's iterator makes them escape).
+func encodeAnyMap(b []byte, m map[string]any, depth int) ([]byte, error) {
+	var small [8]string
+	keys := small[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = appendLen(append(b, 'm'), len(keys))
+	for _, k := range keys {
+		var err error
+		if b, err = appendStr(b, 's', k); err != nil {
+			return nil, err
+		}
+		if b, err = encodeValue(b, m[k], depth+1); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
 // encodeMap writes a dict with its keys sorted, so the result is stable.
 func encodeMap(b []byte, n int, items func(func(string, any) bool), depth int) ([]byte, error) {
 	type kv struct {
 		k string
 		v any
 	}
-	var small [8]kv // an ASGI event's dict, without a heap allocation
-	all := small[:0]
-	if n > len(small) {
-		all = make([]kv, 0, n)
-	}
+	all := make([]kv, 0, n)
 	for k, v := range items {
 		all = append(all, kv{k, v})
 	}

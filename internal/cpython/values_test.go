@@ -53,16 +53,28 @@ func bigMap(n int) map[string]any {
 }
 
 // TestEncodeMapStable: a dict's encoding does not depend on Go's map
-// order, small or large.
+// order, small or large, map[string]any or another map type.
 func TestEncodeMapStable(t *testing.T) {
 	for _, n := range []int{3, 12} {
-		first, err := encodeValue(nil, bigMap(n), 0)
-		require.NoError(t, err)
-		for range 20 {
-			b, err := encodeValue(nil, bigMap(n), 0)
-			require.NoError(t, err)
-			require.Equal(t, first, b, "%d entries", n)
+		ints := map[string]int{}
+		for k, v := range bigMap(n) {
+			ints[k] = int(v.(int64))
 		}
+		for _, m := range []any{bigMap(n), ints} {
+			first, err := encodeValue(nil, m, 0)
+			require.NoError(t, err)
+			for range 20 {
+				b, err := encodeValue(nil, m, 0)
+				require.NoError(t, err)
+				require.Equal(t, first, b, "%T of %d entries", m, n)
+			}
+		}
+		// Both map types encode alike.
+		a, err := encodeValue(nil, bigMap(n), 0)
+		require.NoError(t, err)
+		b, err := encodeValue(nil, ints, 0)
+		require.NoError(t, err)
+		require.Equal(t, a, b)
 	}
 }
 
