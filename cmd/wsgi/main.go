@@ -733,9 +733,10 @@ func tune(http2 bool) {
 // CPU. For make bench-h2's hello (GODEBUG=gctrace=1, h2load -c16 -m8),
 // GC CPU per request: 2.9-3.0 µs at 100, 1.0-1.1 µs at 200 (a
 // collection every ~1,500 requests), for 3.5 MiB more peak RSS (35.9 ->
-// 39.4 MiB); an earlier build took 8.3 µs at 50 against 4.3 at 100. 400 took 0.5 µs more off for 12 MiB more RSS. Go's own
-// server (bench/protocols' reference) goes from 1.3 to 0.5 µs at 200:
-// ours had more to gain, a larger live heap for the same goal.
+// 39.4 MiB); an earlier build took 8.3 µs at 50 against 4.3 at 100. 400
+// took 0.5 µs more off for 12 MiB more RSS. Go's own server
+// (bench/protocols' reference) goes from 1.3 to 0.5 µs at 200: ours had
+// more to gain, a larger live heap for the same goal.
 func gcPercent(http2 bool) int {
 	if http2 {
 		return 200

@@ -7,7 +7,6 @@ import (
 	"math"
 	"reflect"
 	"slices"
-	"strings"
 )
 
 // The gohost value format, shared with bridge.c:
@@ -167,7 +166,7 @@ func encodeValue(b []byte, v any, depth int) ([]byte, error) {
 		}
 		return b, nil
 	case map[string]any:
-		return encodeAnyMap(b, x, depth)
+		return encodeMap(b, x, depth)
 	}
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
@@ -184,21 +183,19 @@ func encodeValue(b []byte, v any, depth int) ([]byte, error) {
 		if rv.Type().Key().Kind() != reflect.String {
 			break
 		}
-		return encodeMap(b, rv.Len(), func(yield func(string, any) bool) {
-			it := rv.MapRange()
-			for it.Next() {
-				if !yield(it.Key().String(), it.Value().Interface()) {
-					return
-				}
-			}
-		}, depth)
+		m := make(map[string]any, rv.Len())
+		for it := rv.MapRange(); it.Next(); {
+			m[it.Key().String()] = it.Value().Interface()
+		}
+		return encodeMap(b, m, depth)
 	}
 	return nil, fmt.Errorf("gohost: cannot pass a Go %T to Python", v)
 }
 
-// encodeAnyMap is encodeMap for the map type of ASGI events, sorting its
-// keys on the stack (encodeMap's iterator makes them escape).
-func encodeAnyMap(b []byte, m map[string]any, depth int) ([]byte, error) {
+// encodeMap writes a dict with its keys sorted, so the result is stable.
+// The keys are sorted on the stack: an ASGI event's dict costs no heap
+// allocation here.
+func encodeMap(b []byte, m map[string]any, depth int) ([]byte, error) {
 	var small [8]string
 	keys := small[:0]
 	for k := range m {
@@ -212,30 +209,6 @@ func encodeAnyMap(b []byte, m map[string]any, depth int) ([]byte, error) {
 			return nil, err
 		}
 		if b, err = encodeValue(b, m[k], depth+1); err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
-// encodeMap writes a dict with its keys sorted, so the result is stable.
-func encodeMap(b []byte, n int, items func(func(string, any) bool), depth int) ([]byte, error) {
-	type kv struct {
-		k string
-		v any
-	}
-	all := make([]kv, 0, n)
-	for k, v := range items {
-		all = append(all, kv{k, v})
-	}
-	slices.SortFunc(all, func(x, y kv) int { return strings.Compare(x.k, y.k) })
-	b = appendLen(append(b, 'm'), len(all))
-	for _, e := range all {
-		var err error
-		if b, err = appendStr(b, 's', e.k); err != nil {
-			return nil, err
-		}
-		if b, err = encodeValue(b, e.v, depth+1); err != nil {
 			return nil, err
 		}
 	}

@@ -43,7 +43,7 @@ func TestValuesRoundTrip(t *testing.T) {
 	}
 }
 
-// bigMap has more entries than encodeMap sorts without a heap allocation.
+// bigMap has more entries than encodeMap sorts on the stack.
 func bigMap(n int) map[string]any {
 	m := map[string]any{}
 	for i := range n {
