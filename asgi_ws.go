@@ -1,26 +1,21 @@
 package wsgi
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/coder/websocket"
-
 	"github.com/gowsgi/wsgi/internal/cpython"
 )
 
-// WebSockets for ASGI apps: github.com/coder/websocket does the protocol
-// (handshake, framing, masking, close handshake, size limits); this file
-// maps it to the ASGI websocket messages.
+// WebSockets for ASGI apps: wsconn.go does the protocol; this file maps it
+// to the ASGI websocket messages.
 
 // wsDefaultReadLimit is the largest message a client may send when
 // Options.MaxBodyBytes is zero (uvicorn's default too).
@@ -58,7 +53,7 @@ type wsEvent struct {
 }
 
 type wsIncoming struct {
-	typ  websocket.MessageType
+	text bool
 	data []byte
 	buf  *[]byte // data's buffer from wsReadBufs, if it came from there
 	err  error
@@ -82,8 +77,7 @@ type wsExchange struct {
 	denying  bool // websocket.http.response.start seen
 	closed   bool // websocket.close seen
 
-	ws       *websocket.Conn
-	netConn  net.Conn // under ws, to fail it without waiting (fail)
+	ws       *wsConn
 	in       chan wsIncoming
 	finished bool // the connection is over (closed or denied)
 	// closeCode is the websocket.disconnect code once finished: the
@@ -286,41 +280,38 @@ func (x *wsExchange) deliver(m wsIncoming) {
 	}
 	x.tookWant()
 	msg := map[string]any{"type": "websocket.receive"}
-	if m.typ == websocket.MessageText {
+	if m.text {
 		msg["text"] = cpython.Text(m.data) // valid UTF-8: read checked it
 	} else {
 		msg["bytes"] = m.data
 	}
 	_ = x.a.Deliver(x.conn, msg) // Python has its own copy once it returns
-	if m.buf != nil && cap(m.data) <= maxPooledRead {
-		*m.buf = m.data[:0]
-		wsReadBufs.Put(m.buf)
+	if m.buf != nil {
+		*m.buf = m.data
+		putReadBuf(m.buf)
 	}
 }
 
 // closeCode is the code of the client's close frame that ended a read, or
 // 1006 if the connection ended without one (RFC 6455 §7.1.5).
 func closeCode(err error) int {
-	if code := websocket.CloseStatus(err); code >= 0 {
-		return int(code)
+	var ce *wsCloseError
+	if errors.As(err, &ce) {
+		return ce.code
 	}
 	return 1006
 }
 
 // closeHandshake closes the connection for the app and returns the code of
 // the client's answering close frame (RFC 6455 §7.1.5): normally code again,
-// but the client may answer with its own (uvicorn reports the same).
-// Either ws.Close or the read goroutine reads that frame, so this also
-// waits for the reader's last result.
+// but the client may answer with its own (uvicorn reports the same). The
+// read goroutine reads that frame, so this waits for its last result,
+// which comes within wsCloseWait.
 func (x *wsExchange) closeHandshake(code int, reason string) int {
-	err := x.ws.Close(websocket.StatusCode(code), reason)
-	if c := closeCode(x.readerEnd()); c != 1006 {
-		return c
+	if err := x.ws.Close(code, reason); err != nil {
+		x.ws.CloseNow()
 	}
-	if err == nil {
-		return code // ws.Close returns nil when the client echoed code
-	}
-	return closeCode(err)
+	return closeCode(x.readerEnd())
 }
 
 // readerEnd drops the client messages the app will not read and returns
@@ -349,45 +340,32 @@ func (x *wsExchange) disconnect(code int) {
 func (x *wsExchange) handle(ev wsEvent) {
 	switch ev.kind {
 	case "websocket.accept":
-		for k, v := range ev.header {
-			x.w.Header()[k] = v
+		limit := int64(wsDefaultReadLimit)
+		if x.h.cfg.maxBodyBytes > 0 {
+			limit = x.h.cfg.maxBodyBytes
 		}
-		opts := &websocket.AcceptOptions{
-			// Origin checks are the app's (the Origin header is in the
-			// scope), as under uvicorn and other ASGI servers.
-			InsecureSkipVerify: true,
-			// permessage-deflate as uvicorn negotiates it, bounded: see
-			// Options.WebSocketCompression.
-			CompressionMode: x.h.cfg.wsCompression,
+		// Origin checks are the app's (the Origin header is in the scope),
+		// as under uvicorn and other ASGI servers.
+		ws, status, err := wsAccept(x.w, x.r, handshakeHeader(x.w.Header(), ev.header, ev.subprotocol, x.r),
+			x.h.cfg.wsCompression, limit)
+		if sw, ok := x.w.(*statusWriter); ok {
+			sw.hijacked(status)
 		}
-		if ev.subprotocol != "" {
-			opts.Subprotocols = []string{ev.subprotocol}
-		}
-		hj := &hijackRecorder{ResponseWriter: x.w}
-		ws, err := websocket.Accept(hj, x.r, opts)
 		if err != nil {
 			x.h.cfg.logger.Info("wsgi: WebSocket handshake failed", "error", err, "path", x.r.URL.Path)
 			x.finished, x.closeCode = true, 1006
 			x.disconnect(1006)
 			return
 		}
-		limit := int64(wsDefaultReadLimit)
-		if x.h.cfg.maxBodyBytes > 0 {
-			limit = x.h.cfg.maxBodyBytes
-		}
-		ws.SetReadLimit(limit)
-		x.ws, x.netConn = ws, hj.conn
+		x.ws = ws
 		go x.read()
 	case "websocket.send":
 		defer x.wroteOut(len(ev.data))
 		if x.ws == nil || x.finished {
 			return
 		}
-		typ := websocket.MessageBinary
-		if ev.text {
-			typ = websocket.MessageText
-		}
-		if err := x.ws.Write(x.r.Context(), typ, ev.data); err != nil {
+		if err := x.ws.WriteMessage(ev.text, ev.data); err != nil {
+			x.ws.CloseNow()
 			x.finished, x.closeCode = true, 1006
 			x.disconnect(1006)
 		}
@@ -419,21 +397,39 @@ func (x *wsExchange) handle(ev wsEvent) {
 	}
 }
 
+// handshakeHeader is the extra header of the 101 response: what Go
+// middleware set on the ResponseWriter and what the app's websocket.accept
+// added, without the fields the handshake itself sets, and the app's
+// subprotocol if the client offered it.
+func handshakeHeader(w, app http.Header, subprotocol string, r *http.Request) http.Header {
+	h := w.Clone()
+	for k, v := range app {
+		h[k] = v
+	}
+	for _, k := range []string{"Upgrade", "Connection", "Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
+		delete(h, k)
+	}
+	if subprotocol != "" && slices.Contains(requestSubprotocols(r), subprotocol) {
+		h.Set("Sec-WebSocket-Protocol", subprotocol)
+	}
+	return h
+}
+
 // read passes client messages to serve, one at a time.
 func (x *wsExchange) read() {
 	for {
-		typ, data, buf, err := x.readMessage()
-		switch {
-		case err != nil && websocket.CloseStatus(err) < 0:
-			x.fail()
-		case err == nil && typ == websocket.MessageText && !utf8.Valid(data):
+		buf := wsReadBufs.Get().(*[]byte)
+		text, data, err := x.ws.ReadMessage(*buf)
+		if err == nil && text && !utf8.Valid(data) {
 			err = x.closeInvalidText()
 		}
 		if err != nil {
-			buf = nil // not delivered: the GC has it
+			*buf = data
+			putReadBuf(buf) // not delivered
+			buf, data = nil, nil
 		}
 		select {
-		case x.in <- wsIncoming{typ: typ, data: data, buf: buf, err: err}:
+		case x.in <- wsIncoming{text: text, data: data, buf: buf, err: err}:
 		case <-x.r.Context().Done():
 			return
 		}
@@ -443,71 +439,18 @@ func (x *wsExchange) read() {
 	}
 }
 
-// readMessage is ws.Read into a buffer of wsReadBufs, which it returns
-// with the message.
-func (x *wsExchange) readMessage() (websocket.MessageType, []byte, *[]byte, error) {
-	typ, r, err := x.ws.Reader(x.r.Context())
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	buf := wsReadBufs.Get().(*[]byte)
-	b := (*buf)[:0]
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)] // grow, as io.ReadAll does
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return typ, b, buf, nil
-		}
-		if err != nil {
-			return typ, b, buf, err
-		}
-	}
-}
-
-// fail ends the connection after a read error: a close frame with 1002,
-// then the TCP close without waiting for the client's answer (RFC 6455
-// §7.1.7). Protocol errors are why it matters: for most, coder/websocket
-// has sent its own close frame (Close then sends none), but after an
-// unmasked frame (§5.1) it sends none and keeps the connection open. The
-// read deadline keeps Close from reading the rest of the bad frame as the
-// client's answer, or waiting 5s for one. After a network error the close
-// frame is lost, which is harmless.
-func (x *wsExchange) fail() {
-	if x.netConn != nil {
-		_ = x.netConn.SetReadDeadline(time.Now())
-	}
-	_ = x.ws.Close(websocket.StatusProtocolError, "")
-}
-
 // closeInvalidText closes the connection with 1007 for a text message that
-// is not UTF-8 (RFC 6455 §8.1), which coder/websocket does not check; the
-// app never sees the message. The framing is intact, so unlike fail this
-// waits for the client's close frame, and the app gets its code (normally
-// 1007) in the returned error.
+// is not UTF-8 (RFC 6455 §8.1); the app never sees the message. The framing
+// is intact, so this waits for the client's close frame, and the app gets
+// its code (normally 1007) in the returned error.
 func (x *wsExchange) closeInvalidText() error {
-	err := x.ws.Close(websocket.StatusInvalidFramePayloadData, "invalid UTF-8")
-	if err == nil { // the client echoed 1007
-		err = websocket.CloseError{Code: websocket.StatusInvalidFramePayloadData}
+	if err := x.ws.Close(1007, "invalid UTF-8"); err != nil {
+		x.ws.CloseNow()
+		return err
 	}
+	_, _, err := x.ws.ReadMessage(nil)
 	return err
 }
-
-// hijackRecorder keeps the connection websocket.Accept hijacks.
-type hijackRecorder struct {
-	http.ResponseWriter
-	conn net.Conn
-}
-
-func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	h.conn = conn
-	return conn, brw, err
-}
-
-func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 func (x *wsExchange) finish() {
 	x.gone.Store(true)
@@ -521,11 +464,11 @@ func (x *wsExchange) finish() {
 	case x.ws != nil && !x.finished:
 		// The app returned without closing: close for it (1011 when it
 		// failed).
-		code := websocket.StatusNormalClosure
+		code := 1000
 		if x.exc != nil {
-			code = websocket.StatusInternalError
+			code = 1011
 		}
-		_ = x.ws.Close(code, "")
+		x.closeHandshake(code, "")
 	case x.ws == nil && !x.sentHTTP && !x.finished:
 		// Never accepted: the handshake is refused.
 		if x.exc != nil {

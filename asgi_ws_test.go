@@ -181,10 +181,13 @@ func wsRecordServer(t *testing.T) (srv *httptest.Server, received func(path stri
 // exactly what the server sends back.
 type rawWebSocket struct {
 	net.Conn
-	br *bufio.Reader
+	br  *bufio.Reader
+	ext string // the Sec-WebSocket-Extensions answered
 }
 
-func dialRawWebSocket(t *testing.T, srv *httptest.Server, path string) *rawWebSocket {
+// dialRawWebSocket connects to path; ext, if given, is the
+// Sec-WebSocket-Extensions the client offers.
+func dialRawWebSocket(t *testing.T, srv *httptest.Server, path string, ext ...string) *rawWebSocket {
 	t.Helper()
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	require.NoError(t, err)
@@ -196,12 +199,15 @@ func dialRawWebSocket(t *testing.T, srv *httptest.Server, path string) *rawWebSo
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 	req.Header.Set("Sec-WebSocket-Version", "13")
+	for _, e := range ext {
+		req.Header.Add("Sec-WebSocket-Extensions", e)
+	}
 	require.NoError(t, req.Write(conn))
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	return &rawWebSocket{Conn: conn, br: br}
+	return &rawWebSocket{Conn: conn, br: br, ext: resp.Header.Get("Sec-WebSocket-Extensions")}
 }
 
 const (
@@ -244,6 +250,12 @@ func (c *rawWebSocket) sendClose(t *testing.T, code uint16) {
 
 // next reads one whole unfragmented frame from the server.
 func (c *rawWebSocket) next() (op byte, payload []byte, err error) {
+	b0, payload, err := c.nextFrame()
+	return b0 & 0x0f, payload, err
+}
+
+// nextFrame is next with the frame's first byte (FIN, RSV bits, opcode).
+func (c *rawWebSocket) nextFrame() (b0 byte, payload []byte, err error) {
 	var h [2]byte
 	if _, err := io.ReadFull(c.br, h[:]); err != nil {
 		return 0, nil, err
@@ -261,7 +273,7 @@ func (c *rawWebSocket) next() (op byte, payload []byte, err error) {
 	}
 	payload = make([]byte, n)
 	_, err = io.ReadFull(c.br, payload)
-	return h[0] & 0x0f, payload, err
+	return h[0], payload, err
 }
 
 // closeCode reads the next frame and returns its close code (-1 if it is
@@ -448,8 +460,8 @@ func TestASGIWebSocketCompression(t *testing.T) {
 	for _, tt := range []struct {
 		mode, python, coder string // the Sec-WebSocket-Extensions answered
 	}{
-		{"", "permessage-deflate; client_no_context_takeover; server_no_context_takeover",
-			"permessage-deflate; client_no_context_takeover; server_no_context_takeover"},
+		{"", "permessage-deflate;client_no_context_takeover;server_no_context_takeover",
+			"permessage-deflate;client_no_context_takeover;server_no_context_takeover"},
 		{"context-takeover", "permessage-deflate", "permessage-deflate"},
 		{"off", "", ""},
 	} {

@@ -114,8 +114,8 @@
 // error) and shutdown in Close; scope["state"] is a copy of the lifespan
 // state. The http.response.trailers, http.response.pathsend,
 // http.response.early_hint (103 Early Hints) and websocket.http.response
-// extensions are supported. WebSockets use
-// github.com/coder/websocket; checking Origin is the app's job, and
+// extensions are supported. WebSockets use github.com/gobwas/ws, with
+// github.com/klauspost/compress's deflate; checking Origin is the app's job, and
 // messages are limited to Options.MaxBodyBytes (16 MiB if zero).
 // permessage-deflate is negotiated as Options.WebSocketCompression says.
 // Options.Env, WithEnviron's keys and BasicAuth's REMOTE_USER and

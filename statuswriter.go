@@ -53,6 +53,14 @@ func (s *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
+// hijacked records the status of a response written on the hijacked
+// connection (a WebSocket handshake).
+func (s *statusWriter) hijacked(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+
 func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(s.ResponseWriter).Hijack()
 }
