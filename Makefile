@@ -64,7 +64,7 @@ race:
 
 # Fuzz targets, briefly (their seeds already ran in the race tests).
 fuzz-short:
-	@for t in .:FuzzBuildEnviron .:FuzzParseStatus .:FuzzValidateHeader .:FuzzParseResponseHead .:FuzzBodyReader \
+	@for t in .:FuzzBuildEnviron .:FuzzParseStatus .:FuzzValidateHeader .:FuzzParseResponseHead .:FuzzBodyReader .:FuzzWSReadMessage \
 		./internal/cpython:FuzzDecodeValue; do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
 		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \

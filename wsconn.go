@@ -118,12 +118,26 @@ func wsAccept(w http.ResponseWriter, r *http.Request, header http.Header, mode w
 		}
 		return nil, status, err
 	}
-	c := &wsConn{conn: conn, limit: limit}
-	c.rd = wsutil.Reader{Source: rw.Reader, State: ws.StateServerSide, MaxMessageSize: limit}
+	var params *wsflate.Parameters
 	if neg.accepted {
+		params = &neg.params
+	}
+	c := newWSConn(conn, rw.Reader, params, limit)
+	// A request context that ends (the server shutting down hard) ends
+	// the connection, and with it any read or write in progress.
+	c.stop = context.AfterFunc(r.Context(), func() { _ = conn.Close() })
+	return c, http.StatusSwitchingProtocols, nil
+}
+
+// newWSConn is the connection conn, read through r, with permessage-deflate
+// as params says (nil: not negotiated).
+func newWSConn(conn net.Conn, r io.Reader, params *wsflate.Parameters, limit int64) *wsConn {
+	c := &wsConn{conn: conn, limit: limit, stop: func() bool { return false }}
+	c.rd = wsutil.Reader{Source: r, State: ws.StateServerSide, MaxMessageSize: limit}
+	if params != nil {
 		c.deflate = true
-		c.clientTakeover = !neg.params.ClientNoContextTakeover
-		c.serverTakeover = !neg.params.ServerNoContextTakeover
+		c.clientTakeover = !params.ClientNoContextTakeover
+		c.serverTakeover = !params.ServerNoContextTakeover
 		c.threshold = wsThresholdNoTakeover
 		if c.serverTakeover {
 			c.threshold = wsThresholdTakeover
@@ -134,10 +148,7 @@ func wsAccept(w http.ResponseWriter, r *http.Request, header http.Header, mode w
 		c.rd.MaxMessageSize = limit + limit/64 + 1024
 	}
 	c.rd.OnIntermediate = c.control
-	// A request context that ends (the server shutting down hard) ends
-	// the connection, and with it any read or write in progress.
-	c.stop = context.AfterFunc(r.Context(), func() { _ = conn.Close() })
-	return c, http.StatusSwitchingProtocols, nil
+	return c
 }
 
 // wsNegotiation answers one offer of permessage-deflate.
