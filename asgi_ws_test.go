@@ -181,8 +181,9 @@ func wsRecordServer(t *testing.T) (srv *httptest.Server, received func(path stri
 // exactly what the server sends back.
 type rawWebSocket struct {
 	net.Conn
-	br  *bufio.Reader
-	ext string // the Sec-WebSocket-Extensions answered
+	br     *bufio.Reader
+	header http.Header // the 101 response's
+	ext    string      // the Sec-WebSocket-Extensions answered
 }
 
 // dialRawWebSocket connects to path; ext, if given, is the
@@ -207,7 +208,7 @@ func dialRawWebSocket(t *testing.T, srv *httptest.Server, path string, ext ...st
 	resp, err := http.ReadResponse(br, req)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	return &rawWebSocket{Conn: conn, br: br, ext: resp.Header.Get("Sec-WebSocket-Extensions")}
+	return &rawWebSocket{Conn: conn, br: br, header: resp.Header, ext: resp.Header.Get("Sec-WebSocket-Extensions")}
 }
 
 const (

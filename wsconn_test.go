@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -210,4 +211,44 @@ func TestWebSocketDeflateLimit(t *testing.T) {
 		return len(log) == 2
 	}))
 	assert.Equal(t, []string{"bytes b'" + strings.Repeat(`\x00`, 1024) + "'", "disconnect 1006"}, log)
+}
+
+// TestWebSocketHandshake: the 101 response carries the headers Go
+// middleware set on the ResponseWriter, and a handshake the server refuses
+// (a Sec-WebSocket-Version other than 13, RFC 6455 §4.4) is answered 426
+// with the version it speaks; both count in the metrics with their status.
+func TestWebSocketHandshake(t *testing.T) {
+	h, _ := newHandler(t, wsgi.Options{Dir: "testdata", App: "asgi_ws_record:app", Protocol: "asgi"})
+	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "abc")
+		h.ServeHTTP(w, r)
+	}))
+	c := dialRawWebSocket(t, srv, "/handshake")
+	assert.Equal(t, "abc", c.header.Get("X-Request-Id"))
+	assert.Equal(t, []string{"websocket"}, c.header.Values("Upgrade"), "the handshake's own fields, once")
+	c.sendClose(t, 1000)
+	assert.Equal(t, 1000, c.closeCode(t))
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/handshake-refused", nil)
+	require.NoError(t, err)
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Sec-WebSocket-Version", "8")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusUpgradeRequired, resp.StatusCode)
+	assert.Equal(t, "13", resp.Header.Get("Sec-WebSocket-Version"))
+
+	count := func(code int) uint64 {
+		for _, rc := range h.Metrics().Requests {
+			if rc.Method == "GET" && rc.Code == code {
+				return rc.Count
+			}
+		}
+		return 0
+	}
+	assert.True(t, waitFor(5*time.Second, func() bool { return count(101) == 1 && count(426) == 1 }),
+		"%+v", h.Metrics().Requests)
 }
