@@ -352,29 +352,36 @@ func runWSEcho(addr string, d time.Duration, compressed bool) (float64, error) {
 		}
 		conns[i] = c
 	}
-	var n atomic.Int64
+	return driveEcho(d, len(conns), func(i, k int) error {
+		return conns[i].echo(msgs[k%len(msgs)], deflated[k%len(msgs)])
+	})
+}
+
+// driveEcho runs n clients for d, client i calling echo(i, k) for its
+// k-th message, and returns echoes per second, or the first error.
+func driveEcho(d time.Duration, n int, echo func(i, k int) error) (float64, error) {
+	var count atomic.Int64
 	var firstErr error
 	var once sync.Once
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i, c := range conns {
+	for i := range n {
 		wg.Go(func() {
 			for k := i; time.Now().Before(deadline); k++ {
-				if err := c.echo(msgs[k%len(msgs)], deflated[k%len(msgs)]); err != nil {
+				if err := echo(i, k); err != nil {
 					once.Do(func() { firstErr = err })
 					return
 				}
-				n.Add(1)
+				count.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
 	if firstErr != nil {
 		return 0, firstErr
 	}
-	return float64(n.Load()) / elapsed.Seconds(), nil
+	return float64(count.Load()) / time.Since(start).Seconds(), nil
 }
 
 var wsClientText = map[string]string{
@@ -403,41 +410,21 @@ func runWSEchoCoder(addr string, d time.Duration, compressed bool) (float64, err
 		}
 		conns[i] = c
 	}
-	var n atomic.Int64
-	var firstErr error
-	var once sync.Once
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i, c := range conns {
-		wg.Go(func() {
-			for k := i; time.Now().Before(deadline); k++ {
-				m := msgs[k%len(msgs)]
-				err := c.Write(ctx, websocket.MessageText, []byte(m))
-				var got []byte
-				if err == nil {
-					_, got, err = c.Read(ctx)
-				}
-				if err == nil && string(got) != m {
-					err = errors.New("echo differs from the message sent")
-				}
-				if err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				n.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	rate, err := driveEcho(d, len(conns), func(i, k int) error {
+		m := msgs[k%len(msgs)]
+		if err := conns[i].Write(ctx, websocket.MessageText, []byte(m)); err != nil {
+			return err
+		}
+		_, got, err := conns[i].Read(ctx)
+		if err == nil && string(got) != m {
+			err = errors.New("echo differs from the message sent")
+		}
+		return err
+	})
 	for _, c := range conns {
 		_ = c.Close(websocket.StatusNormalClosure, "")
 	}
-	if firstErr != nil {
-		return 0, firstErr
-	}
-	return float64(n.Load()) / elapsed.Seconds(), nil
+	return rate, err
 }
 
 func report(wls []workload, results, cpu map[string][][]float64, load string) error {
