@@ -308,9 +308,7 @@ func closeCode(err error) int {
 // read goroutine reads that frame, so this waits for its last result,
 // which comes within wsCloseWait.
 func (x *wsExchange) closeHandshake(code int, reason string) int {
-	if err := x.ws.Close(code, reason); err != nil {
-		x.ws.CloseNow()
-	}
+	_ = x.ws.Close(code, reason)
 	return closeCode(x.readerEnd())
 }
 
@@ -445,7 +443,6 @@ func (x *wsExchange) read() {
 // its code (normally 1007) in the returned error.
 func (x *wsExchange) closeInvalidText() error {
 	if err := x.ws.Close(1007, "invalid UTF-8"); err != nil {
-		x.ws.CloseNow()
 		return err
 	}
 	_, _, err := x.ws.ReadMessage(nil)

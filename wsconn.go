@@ -467,7 +467,8 @@ func (c *wsConn) writeFrame(op ws.OpCode, compressed bool, payload []byte) error
 }
 
 // Close starts the closing handshake with code and reason; the client's
-// answer ends ReadMessage, which waits for it at most wsCloseWait.
+// answer ends ReadMessage, which waits for it at most wsCloseWait. If the
+// close frame cannot be written, the connection is closed at once.
 func (c *wsConn) Close(code int, reason string) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -481,7 +482,11 @@ func (c *wsConn) Close(code int, reason string) error {
 	}
 	_ = c.conn.SetReadDeadline(time.Now().Add(wsCloseWait))
 	_ = c.conn.SetWriteDeadline(time.Now().Add(wsCloseWait))
-	return c.writeFrame(ws.OpClose, false, ws.NewCloseFrameBody(ws.StatusCode(code), reason))
+	err := c.writeFrame(ws.OpClose, false, ws.NewCloseFrameBody(ws.StatusCode(code), reason))
+	if err != nil {
+		c.CloseNow()
+	}
+	return err
 }
 
 // CloseNow closes the TCP connection without a close frame.

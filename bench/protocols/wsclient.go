@@ -43,13 +43,14 @@ func deflateMessage(msg string) []byte {
 }
 
 type wsClient struct {
-	conn     net.Conn
-	br       *bufio.Reader
-	deflate  bool // permessage-deflate negotiated
-	out      bytes.Buffer
-	in, text []byte
-	src      bytes.Reader
-	fr       io.ReadCloser
+	conn    net.Conn
+	br      *bufio.Reader
+	deflate bool // permessage-deflate negotiated
+	out     bytes.Buffer
+	in      []byte
+	text    bytes.Buffer
+	src     bytes.Reader
+	fr      io.ReadCloser
 }
 
 // dialWS connects to ws://addr/, offering permessage-deflate without
@@ -109,21 +110,11 @@ func (c *wsClient) echo(msg string, deflated []byte) error {
 		if err := c.fr.(kflate.Resetter).Reset(&c.src, nil); err != nil {
 			return err
 		}
-		c.text = c.text[:0]
-		for {
-			if len(c.text) == cap(c.text) {
-				c.text = append(c.text, 0)[:len(c.text)]
-			}
-			n, err := c.fr.Read(c.text[len(c.text):cap(c.text)])
-			c.text = c.text[:len(c.text)+n]
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return err
-			}
+		c.text.Reset()
+		if _, err := c.text.ReadFrom(c.fr); err != nil {
+			return err
 		}
-		got = c.text
+		got = c.text.Bytes()
 	}
 	if string(got) != msg {
 		return errors.New("echo differs from the message sent")

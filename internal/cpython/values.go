@@ -151,7 +151,7 @@ func encodeValue(b []byte, v any, depth int) ([]byte, error) {
 	case float64:
 		return appendFloat(b, x), nil
 	case string:
-		return appendStr(b, 's', x)
+		return appendBytes(b, 's', x)
 	case Text:
 		return appendBytes(b, 's', x)
 	case []byte:
@@ -205,7 +205,7 @@ func encodeMap(b []byte, m map[string]any, depth int) ([]byte, error) {
 	b = appendLen(append(b, 'm'), len(keys))
 	for _, k := range keys {
 		var err error
-		if b, err = appendStr(b, 's', k); err != nil {
+		if b, err = appendBytes(b, 's', k); err != nil {
 			return nil, err
 		}
 		if b, err = encodeValue(b, m[k], depth+1); err != nil {
@@ -234,19 +234,13 @@ func appendLen(b []byte, n int) []byte {
 	return binary.LittleEndian.AppendUint32(b, uint32(n))
 }
 
-func appendBytes(b []byte, tag byte, p []byte) ([]byte, error) {
+// appendBytes writes a tagged string or bytes value; a string is not
+// converted to bytes first.
+func appendBytes[S ~string | ~[]byte](b []byte, tag byte, p S) ([]byte, error) {
 	if uint64(len(p)) > math.MaxUint32 {
 		return nil, errors.New("gohost: value too large")
 	}
 	return append(appendLen(append(b, tag), len(p)), p...), nil
-}
-
-// appendStr is appendBytes for a string, without converting it.
-func appendStr(b []byte, tag byte, s string) ([]byte, error) {
-	if uint64(len(s)) > math.MaxUint32 {
-		return nil, errors.New("gohost: value too large")
-	}
-	return append(appendLen(append(b, tag), len(s)), s...), nil
 }
 
 // Text is UTF-8 text held in bytes: it reaches Python as a str, without
